@@ -1,0 +1,3 @@
+"""promptft: prompt-efficient fine-tuning from the command line."""
+
+__version__ = "0.1.0"
