@@ -1,0 +1,116 @@
+"""Batching: encode each split once, group similar lengths, pad each batch only to its longest row."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+import torch
+
+from promptft_cli.templates import Template, encode
+
+# Training batches are drawn from pools this many batches wide, sorted by length inside the pool:
+# padding drops sharply while the order stays random enough for SGD (as in fairseq / HF group_by_length).
+POOL_BATCHES = 50
+
+
+@dataclass
+class EncodedSplit:
+    """Token ids of every example of a split, computed once and reused across epochs."""
+
+    input_ids: list[list[int]]
+    mask_positions: list[int | None]
+    soft_positions: list[list[int]]
+    labels: list[int] | None = None
+    truncated: int = 0
+    lengths: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lengths = [len(ids) for ids in self.input_ids]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_rows(
+    rows: Sequence[Mapping[str, str]],
+    template: Template,
+    tokenizer,
+    max_length: int,
+    label_index: Mapping[str, int] | None = None,
+) -> EncodedSplit:
+    """Fill the template for every row; labels become class indices when `label_index` is given."""
+    encoded = [encode(template, row, tokenizer, max_length) for row in rows]
+    labels = [label_index[r["label"]] for r in rows] if label_index is not None else None
+    return EncodedSplit(
+        input_ids=[e.input_ids for e in encoded],
+        mask_positions=[e.mask_position for e in encoded],
+        soft_positions=[e.soft_positions for e in encoded],
+        labels=labels,
+        truncated=sum(e.truncated for e in encoded),
+    )
+
+
+def collate(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad the chosen examples to the longest among them."""
+    width = max(split.lengths[i] for i in indices)
+    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), width), dtype=torch.long)
+    for row, i in enumerate(indices):
+        n = split.lengths[i]
+        ids[row, :n] = torch.tensor(split.input_ids[i], dtype=torch.long)
+        mask[row, :n] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if any(split.mask_positions[i] is not None for i in indices):
+        batch["mask_positions"] = torch.tensor([split.mask_positions[i] or 0 for i in indices], dtype=torch.long)
+    if split.soft_positions[indices[0]]:
+        batch["soft_positions"] = torch.tensor([split.soft_positions[i] for i in indices], dtype=torch.long)
+    if split.labels is not None:
+        batch["labels"] = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
+    return batch
+
+
+def train_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled, length-grouped batches covering every example exactly once (one epoch)."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * POOL_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def inference_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar length, longest first (a memory problem shows at once, not at the end)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """A batch sampler whose order changes each epoch but is fixed by (seed, epoch)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(train_batches(self.lengths, self.batch_size, self.seed * 1000 + self.epoch))
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+
+def loader(split: EncodedSplit, batch_sampler, pad_id: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over indices whose collate builds padded tensors (so accelerate can shard it)."""
+    return torch.utils.data.DataLoader(
+        range(len(split)),
+        batch_sampler=batch_sampler,
+        collate_fn=lambda idx: collate(split, idx, pad_id),
+    )

@@ -1,0 +1,333 @@
+"""The YAML config: pydantic schema, safe loading, `--set` overrides and friendly validation errors."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promptft_cli.errors import PromptftError
+from promptft_cli.methods import METHODS, MethodOptions
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are checked strictly."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "default"
+    """`default` (the embedded MiniLM encoder, offline), a Hugging Face id, or a local path."""
+    max_length: int = Field(128, ge=8, le=8192)
+    """Longest input in tokens; data columns are cut to fit, the template never."""
+    pooling: Literal["auto", "mean", "cls", "last"] = "auto"
+    """How token states become one vector: `auto` reads sentence-transformers' setting, else mean (encoders) or last (decoders)."""
+    trust_remote_code: bool = False
+    """Allow model code from the model repository to run; off unless you trust the source."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype when loading; bf16 halves memory for large models on GPUs."""
+    device_map: str | None = None
+    """Passed to `from_pretrained` (e.g. `auto`) to spread a large model over GPUs; needs accelerate and GPUs."""
+    load_in_8bit: bool = False
+    """Quantise weights to 8 bit with bitsandbytes (GPU only; `pip install promptft[quantization]`)."""
+    load_in_4bit: bool = False
+    """Quantise weights to 4 bit with bitsandbytes (GPU only; `pip install promptft[quantization]`)."""
+
+
+class FewShotConfig(Section):
+    k: int = Field(ge=1)
+    """Examples per class sampled from train (and, as in LM-BFF, from validation)."""
+    seed: int = 42
+    """Seed for the sampling when `seeds` is not given."""
+    seeds: list[int] | None = None
+    """One run per seed; results are reported as mean ± std (LM-BFF uses 13, 21, 42, 87, 100)."""
+
+
+class DataConfig(Section):
+    train: str
+    """Labelled training data: CSV, TSV or JSONL (path relative to the config file)."""
+    validation: str | None = None
+    """Validation data; when missing, a stratified share of train is held out."""
+    test: str | None = None
+    """Test data; when missing, a stratified share of train is held out."""
+    text_column: str | None = None
+    """The input column (default `text`); use `text_columns` for pair tasks."""
+    text_columns: list[str] | None = None
+    """Several input columns (e.g. `[premise, hypothesis]`), inserted by name in the template."""
+    label_column: str = "label"
+    """The column holding the class label."""
+    validation_size: float = Field(0.1, gt=0, lt=1)
+    """Share of train held out for validation when no validation file is given."""
+    test_size: float = Field(0.2, gt=0, lt=1)
+    """Share of train held out for test when no test file is given."""
+    few_shot: FewShotConfig | None = None
+    """Sample k examples per class (the few-shot protocol)."""
+    encoding: str = "utf-8"
+    """Text encoding of the data files (`utf-8` also accepts a BOM)."""
+
+    @model_validator(mode="after")
+    def _one_text_setting(self) -> "DataConfig":
+        if self.text_column and self.text_columns:
+            raise ValueError("give either text_column or text_columns, not both")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """The input columns, in order."""
+        return list(self.text_columns or [self.text_column or "text"])
+
+
+class DemonstrationsConfig(Section):
+    per_class: int = Field(1, ge=1, le=8)
+    """Filled training examples of each label appended to every input (LM-BFF)."""
+    select: Literal["random", "similar"] = "random"
+    """`similar` picks the training examples closest to the input by embedding."""
+
+
+class PromptConfig(Section):
+    template: str | None = None
+    """How an example becomes model input, e.g. `{text} It was {mask}.` (see README: Templates)."""
+    verbalizer: dict[str, str | list[str]] | None = None
+    """Label → label word(s), e.g. `positive: [great, good]`."""
+    head: Literal["verbalizer", "linear"] | None = None
+    """How labels are scored; default `verbalizer` when a verbalizer is given, else `linear`."""
+    combine: Literal["mean", "max"] = "mean"
+    """How the scores of several words for one label are combined."""
+    init_from_verbalizer: bool = True
+    """`linear` head: initialise each class's weights from its label words' embeddings."""
+    demonstrations: DemonstrationsConfig | None = None
+    """Append training examples to each input (LM-BFF demonstrations)."""
+
+    @model_validator(mode="after")
+    def _head_needs_verbalizer(self) -> "PromptConfig":
+        if self.head == "verbalizer" and not self.verbalizer:
+            raise ValueError("head 'verbalizer' needs prompt.verbalizer (label → words)")
+        return self
+
+    @property
+    def resolved_head(self) -> str:
+        return self.head or ("verbalizer" if self.verbalizer else "linear")
+
+
+class MethodConfig(BaseModel):
+    """`name` picks a registered method; the other keys are that method's own options."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "prompt_tuning"
+    options: MethodOptions = Field(default_factory=MethodOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_options(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        name = raw.pop("name", "prompt_tuning")
+        if name not in METHODS:
+            raise ValueError(f"unknown method '{name}'{_suggest(str(name), METHODS)}; choose one of {', '.join(METHODS)}")
+        opts = raw.pop("options", {}) | raw
+        return {"name": name, "options": METHODS[name].options.model_validate(opts)}
+
+    def dump(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options.model_dump()}
+
+
+class EarlyStoppingConfig(Section):
+    patience: int = Field(5, ge=1)
+    """Evaluations without improvement before training stops."""
+    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    """Validation metric that picks the best checkpoint."""
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    """Passes over the training data."""
+    batch_size: int = Field(16, ge=1)
+    """Examples per optimiser step on each process (before gradient accumulation)."""
+    eval_batch_size: int = Field(128, ge=1)
+    """Examples per forward pass in evaluation and prediction."""
+    lr: float | None = Field(None, gt=0)
+    """Learning rate; default depends on the method (e.g. 2e-5 full, 3e-3 prompt_tuning)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    """Share of steps with a linear learning-rate warm-up."""
+    grad_accum: int = Field(1, ge=1)
+    """Batches accumulated per optimiser step."""
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Gradient clipping norm; null turns clipping off."""
+    seed: int = 42
+    """Fixes data order and initialisation."""
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    """Keep the best checkpoint by validation metric; stop after `patience` evaluations without gain."""
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    """Mixed precision through accelerate (GPU: fp16/bf16; CPU: bf16)."""
+
+
+class Config(Section):
+    task: Literal["classification"] = "classification"
+    """The task type."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output_dir: str = "runs/run"
+    """Run directory (relative to the config file)."""
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_default(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    # Set by the loader so relative paths resolve against the config file, as users expect.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path(self.output_dir)
+
+    def dump(self) -> dict[str, Any]:
+        """The resolved config as plain data (method options flattened, as the user writes them)."""
+        data = self.model_dump(mode="json", exclude={"base_dir", "method"})
+        return {"task": data.pop("task"), "model": data.pop("model"), "data": data.pop("data"),
+                "prompt": data.pop("prompt"), "method": self.method.dump(), **data}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config file; every problem becomes a PromptftError."""
+    path = Path(path)
+    raw = read_yaml(path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    cfg = validate_config(raw, source=path)
+    cfg.base_dir = path.resolve().parent
+    return cfg
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise PromptftError("config file not found", file=path)
+    if path.is_dir():
+        raise PromptftError("expected a YAML config file, got a directory", file=path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PromptftError(f"config is not UTF-8 text (byte {exc.start})", file=path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark else None
+        raise PromptftError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, row=row) from None
+    if raw is None:
+        raise PromptftError("config file is empty", file=path)
+    if not isinstance(raw, dict):
+        raise PromptftError("config must be a mapping of sections (task, model, data, ...)", file=path)
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `section.key=value` override; the value is parsed as YAML so types are checked later."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise PromptftError(f"--set expects KEY=VALUE, got '{item}'", field=item)
+    keys = key.strip().split(".")
+    node = raw
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None or isinstance(child, str) and k == "method":
+            child = {"name": child} if isinstance(child, str) else {}
+            node[k] = child
+        if not isinstance(child, dict):
+            raise PromptftError(f"cannot set '{key}': '{k}' is not a section", field=key)
+        node = child
+    try:
+        node[keys[-1]] = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        node[keys[-1]] = value
+
+
+def validate_config(raw: dict[str, Any], source: Path | None = None) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _friendly(exc, raw, source) from None
+
+
+def _friendly(exc: ValidationError, raw: dict[str, Any], source: Path | None) -> PromptftError:
+    errors = exc.errors()
+    # An unknown key explains a "missing" one better (a typo in a section name), so report it first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    if loc[:2] and loc[0] == "method" and len(loc) > 1 and loc[1] == "options":
+        loc = ["method", *loc[2:]]
+    field = ".".join(loc) or None
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1], raw)
+        msg = f"unknown key '{loc[-1]}'{_suggest(loc[-1], valid)}"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], dict) and err["type"] != "value_error":
+            msg += f" (got {err['input']!r})"
+    return PromptftError(msg, file=source, row=_line_of(source, loc), field=field)
+
+
+def _valid_keys(loc: list[str], raw: dict[str, Any]) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if model is MethodConfig or part == "method":
+            name = raw.get("method", {}).get("name", "prompt_tuning") if isinstance(raw.get("method"), dict) else raw.get("method")
+            return ["name", *METHODS[name].options.model_fields] if name in METHODS else ["name"]
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        model = _section_type(info.annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _section_type(annotation: Any) -> Any:
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, [c for c in choices if c != "base_dir"], n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _line_of(source: Path | None, loc: list[str]) -> int | None:
+    """1-based line of the deepest key of `loc` present in the YAML file, for error messages."""
+    if source is None or not source.exists():
+        return None
+    try:
+        node = yaml.compose(source.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    line = None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config (every default filled in) as YAML."""
+    from promptft_cli.runs import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(cfg.dump(), sort_keys=False, allow_unicode=True))

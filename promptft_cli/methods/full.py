@@ -1,0 +1,16 @@
+"""Full fine-tuning: every weight of the backbone and the head is trained."""
+
+from promptft_cli.methods import Method, MethodOptions, Prepared
+
+
+class FullOptions(MethodOptions):
+    pass
+
+
+def apply(backbone, options: FullOptions, model_kind: str) -> Prepared:
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    return Prepared(backbone)
+
+
+METHOD = Method("full", FullOptions, 3e-5, "all weights (largest checkpoint)", apply)

@@ -1,0 +1,78 @@
+"""Prepare: turn the configured raw files into clean, split, sampled JSONL in the run directory."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from promptft_cli import runs
+from promptft_cli.config import Config
+from promptft_cli.data import SPLITS, PreparedData, Split, fingerprint, length_stats, load_splits
+from promptft_cli.errors import PromptftError
+from promptft_cli.templates import Template, encode, parse_template
+
+
+def template_for(cfg: Config) -> Template:
+    """The configured template, or one that just joins the text columns."""
+    source = cfg.prompt.template or " ".join("{%s}" % c for c in cfg.data.columns)
+    template = parse_template(source)
+    unknown = [c for c in template.columns if c not in cfg.data.columns]
+    if unknown:
+        raise PromptftError(
+            f"template uses column '{unknown[0]}' but the data columns are {cfg.data.columns} "
+            "(set data.text_columns)", field="prompt.template")
+    return template
+
+
+def data_fingerprint(cfg: Config) -> str:
+    return fingerprint(cfg.data, cfg.path, cfg.train.seed, extra=[cfg.model.name, cfg.model.max_length, cfg.prompt.template])
+
+
+def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData:
+    """Read, clean, split, sample and measure; reuse the prepared files when inputs are unchanged."""
+    run_dir = cfg.run_dir
+    digest = data_fingerprint(cfg)
+    if not force:
+        cached = load_prepared(run_dir)
+        if cached is not None and cached.report.get("fingerprint") == digest:
+            return cached
+    template = template_for(cfg)
+    data = load_splits(cfg.data, cfg.path, cfg.train.seed)
+    if tokenizer is None:
+        from promptft_cli.models import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+    data.report.update(_report(data, template, tokenizer, cfg.model.max_length), fingerprint=digest)
+    for name in SPLITS:
+        runs.write_jsonl_atomic(run_dir / runs.DATA / f"{name}.jsonl", data[name].rows)
+    runs.write_json_atomic(run_dir / runs.REPORT, data.report)
+    return data
+
+
+def _report(data: PreparedData, template: Template, tokenizer, max_length: int) -> dict[str, Any]:
+    splits = {}
+    for name in SPLITS:
+        rows = data[name].rows
+        # Measure untruncated lengths so the report shows how much truncation at max_length cuts.
+        lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in rows]
+        over = sum(n > max_length for n in lengths)
+        splits[name] = {"rows": len(rows), "labels": dict(sorted(Counter(r["label"] for r in rows).items())),
+                        "tokens": length_stats(lengths, over), "source": data[name].source}
+    return {"labels": data.labels, "columns": data.columns, "template": template.source,
+            "max_length": max_length, "splits": splits}
+
+
+def load_prepared(run_dir: Path) -> PreparedData | None:
+    """The prepared data of a run directory, or None when any part is missing."""
+    report_path = run_dir / runs.REPORT
+    files = [run_dir / runs.DATA / f"{n}.jsonl" for n in SPLITS]
+    if not report_path.exists() or not all(f.exists() for f in files):
+        return None
+    report = runs.read_json(report_path)
+    splits = {}
+    for name, f in zip(SPLITS, files):
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        splits[name] = Split(name, rows, str(f))
+    return PreparedData(report["labels"], report["columns"], splits, report)
