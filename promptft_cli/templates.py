@@ -328,7 +328,7 @@ def build_verbalizer(
                 raise PromptftError(f"label '{label}': '{word}' becomes no tokens", field=VERBALIZER_FIELD)
             if owner.setdefault(ids, label) != label:
                 raise PromptftError(
-                    f"labels '{owner[ids]}' and '{label}' share the word '{word}'; give each label its own words",
+                    f"labels '{owner[ids]}' and '{label}' share '{word}'; give each label its own words",
                     field=VERBALIZER_FIELD,
                 )
             warnings.extend(_word_warnings(label, word, ids, tokenizer))

@@ -119,12 +119,14 @@ def test_malformed_templates(source, message):
     assert caught.value.field == "prompt.template"
 
 
-_column_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n not in ("mask", "soft"))
+_column_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n not in {"mask", "soft"})
 _softs = st.one_of(
     st.builds(Soft, st.integers(1, 50)),
     st.builds(Soft, st.just(0), st.text(min_size=1).filter(lambda s: '"' not in s and s.strip())),
 )
-_parts = st.lists(st.one_of(st.builds(Text, st.text(min_size=1)), st.builds(Column, _column_names), _softs), max_size=6)
+_parts = st.lists(
+    st.one_of(st.builds(Text, st.text(min_size=1)), st.builds(Column, _column_names), _softs), max_size=6
+)
 
 
 @FAST
@@ -227,7 +229,8 @@ def test_truncation_cuts_the_longest_column_first(bert_tokenizer):
     assert tok.convert_ids_to_tokens(encoded.input_ids) == ["[CLS]", "a", "b", "c", "k", "l", "m", "[SEP]"]
     assert encoded.truncated
     encoded = encode(parse_template("{a} {b}"), row, tok, max_length=12)
-    assert tok.convert_ids_to_tokens(encoded.input_ids)[1:-1] == list("abcdef") + list("klmn")  # only {a} is longer than its share
+    # A budget of 10: {b} fits in its share of 5, so only {a} is cut.
+    assert tok.convert_ids_to_tokens(encoded.input_ids)[1:-1] == list("abcdef") + list("klmn")
 
 
 def test_template_longer_than_max_length(bert_tokenizer):
@@ -265,8 +268,9 @@ def check_encode(tokenizer, parts, with_mask, row, slack):
     fixed = encode(template, {"a": "", "b": ""}, tokenizer, 10**6, soft_token_id=3).input_ids
     full = encode(template, row, tokenizer, 10**6, soft_token_id=3)
     max_length = max(1, len(fixed) + slack)  # near the template's own size, where truncation happens
-    event("template longer than max_length" if len(fixed) > max_length else f"truncated: {len(full.input_ids) > max_length}")
-    if len(fixed) > max_length:
+    too_long = len(fixed) > max_length
+    event("template longer than max_length" if too_long else f"truncated: {len(full.input_ids) > max_length}")
+    if too_long:
         with pytest.raises(PromptftError, match=f"template needs {len(fixed)} tokens"):
             encode(template, row, tokenizer, max_length, soft_token_id=3)
         return
@@ -305,7 +309,8 @@ def test_encode_properties_gpt2(gpt2_tokenizer, parts, a, b, slack):
 
 
 def test_verbalizer_tokenizes_each_word(bert_tokenizer):
-    verbalizer = build_verbalizer({"positive": "great", "negative": ["terrible", "bad"]}, ["negative", "positive"], bert_tokenizer)
+    mapping = {"positive": "great", "negative": ["terrible", "bad"]}
+    verbalizer = build_verbalizer(mapping, ["negative", "positive"], bert_tokenizer)
     assert verbalizer.labels == ("negative", "positive")
     assert verbalizer.words == {"negative": ("terrible", "bad"), "positive": ("great",)}
     ids = bert_tokenizer.convert_tokens_to_ids
@@ -314,7 +319,8 @@ def test_verbalizer_tokenizes_each_word(bert_tokenizer):
 
 
 def test_verbalizer_warns_about_split_and_unknown_words(bert_tokenizer):
-    verbalizer = build_verbalizer({"positive": "fantastic", "negative": "@"}, ["positive", "negative"], bert_tokenizer)
+    mapping = {"positive": "fantastic", "negative": "@"}
+    verbalizer = build_verbalizer(mapping, ["positive", "negative"], bert_tokenizer)
     assert verbalizer.warnings == (
         "label 'positive': 'fantastic' splits into 3 tokens (fan, ##tas, ##tic); scored by mean log-probability",
         "label 'negative': the tokenizer does not know '@' (it becomes [UNK]); pick another word",
@@ -337,12 +343,15 @@ def test_verbalizer_accepts_yaml_int_keys(bert_tokenizer):
     ("mapping", "message"),
     [
         ({"positive": "great"}, "no words for label\\(s\\) negative"),
-        ({"positive": "great", "negative": "bad", "neutral": "ok"}, "unknown label\\(s\\) neutral \\(labels are: positive, negative\\)"),
+        (
+            {"positive": "great", "negative": "bad", "neutral": "ok"},
+            "unknown label\\(s\\) neutral \\(labels are: positive, negative\\)",
+        ),
         ({"positive": "great", "negative": []}, "label 'negative' needs one or more non-empty words"),
         ({"positive": "great", "negative": ["bad", " "]}, "label 'negative' needs one or more non-empty words"),
         ({"positive": "great", "negative": None}, "label 'negative' needs"),
         ({"positive": "great", "negative": "\x00"}, "label 'negative': '\x00' becomes no tokens"),
-        ({"positive": ["great", "good"], "negative": ["good"]}, "labels 'positive' and 'negative' share the word 'good'"),
+        ({"positive": ["great", "good"], "negative": ["good"]}, "labels 'positive' and 'negative' share 'good'"),
     ],
 )
 def test_verbalizer_errors(bert_tokenizer, mapping, message):
