@@ -151,7 +151,7 @@ class TrainConfig(Section):
     eval_batch_size: int = Field(128, ge=1)
     """Examples per forward pass in evaluation and prediction."""
     lr: float | None = Field(None, gt=0)
-    """Learning rate; default depends on the method (e.g. 2e-5 full, 3e-3 prompt_tuning)."""
+    """Learning rate; null uses the method's default (see the methods table)."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
     warmup_ratio: float = Field(0.06, ge=0, lt=1)

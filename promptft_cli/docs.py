@@ -1,0 +1,77 @@
+"""The README's config reference and method table, generated from the schema so they never drift.
+
+`python -m promptft_cli.docs` rewrites the marked blocks of README.md; a test checks they are current.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from promptft_cli.config import Config, MethodConfig
+from promptft_cli.methods import METHODS
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _type_name(annotation) -> str:
+    text = str(annotation).replace("typing.", "").replace("NoneType", "null")
+    text = re.sub(r"<class '(\w+)'>", r"\1", text)
+    text = re.sub(r"promptft_cli\.config\.(\w+)Config", lambda m: m.group(1).lower(), text)
+    text = re.sub(r"\[?Literal\[([^\]]*)\]\]?", lambda m: " / ".join(v.strip(" '") for v in m.group(1).split(",")), text)
+    return text.replace("Optional", "")
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = []
+    for name, info in model.model_fields.items():
+        if name == "base_dir" or info.exclude:
+            continue
+        key = f"{prefix}{name}"
+        sub = next((a for a in (info.annotation, *typing.get_args(info.annotation))
+                    if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if sub is MethodConfig:
+            rows.append(f"| `{key}.name` | name of a method below | `prompt_tuning` | The training method; its options sit beside `name`. |")
+            continue
+        if sub is not None:
+            rows.extend(_rows(sub, key + "."))
+            continue
+        default = "required" if info.is_required() else f"`{info.default}`"
+        desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{key}` | {_type_name(info.annotation).replace('|', 'or')} | {default} | {desc} |")
+    return rows
+
+
+def config_reference() -> str:
+    head = "| key | type | default | meaning |\n|---|---|---|---|\n"
+    return head + "\n".join(_rows(Config, ""))
+
+
+def methods_reference() -> str:
+    lines = ["| method | what is trained | default lr | options (default) |", "|---|---|---|---|"]
+    for m in METHODS.values():
+        opts = "; ".join(f"`{k}` ({f.default}): {f.description}" for k, f in m.options.model_fields.items()) or "none"
+        lines.append(f"| `{m.name}` | {m.summary} | {m.default_lr:g} | {opts} |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"config-reference": config_reference, "methods": methods_reference}
+
+
+def render(readme: str) -> str:
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        readme = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), readme)
+    return readme
+
+
+if __name__ == "__main__":
+    text = README.read_text(encoding="utf-8")
+    new = render(text)
+    if "--check" in sys.argv:
+        sys.exit(0 if new == text else 1)
+    README.write_text(new, encoding="utf-8")

@@ -1,0 +1,18 @@
+"""The README's generated blocks must match the schema and the method registry."""
+
+from promptft_cli import docs
+
+
+def test_readme_reference_is_current():
+    text = docs.README.read_text(encoding="utf-8")
+    assert docs.render(text) == text, "README is stale: run `python -m promptft_cli.docs`"
+
+
+def test_reference_lists_every_key_and_method():
+    ref = docs.config_reference()
+    for key in ("`model.name`", "`data.few_shot.k`", "`train.early_stopping.patience`", "`output_dir`"):
+        assert key in ref
+    assert "base_dir" not in ref
+    table = docs.methods_reference()
+    for name in ("full", "head", "bitfit", "prompt_tuning", "p_tuning", "prefix_tuning", "lora"):
+        assert f"| `{name}` |" in table
