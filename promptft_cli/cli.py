@@ -10,20 +10,24 @@ from typing import Annotated, Any, Optional
 import typer
 
 from promptft_cli import __version__
-from promptft_cli.errors import GateFailed, PromptftError
+from promptft_cli.errors import GateFailed, Interrupted, PromptftError
 
 app = typer.Typer(
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Prompt-efficient fine-tuning: templates, verbalizers, soft prompts and LoRA on small data.\n\n"
-    "Exit codes: 0 ok, 1 quality gate failed, 2 bad input or config, 130 interrupted.",
+    "Exit codes: [bold]0[/] ok · [bold]1[/] quality gate failed (evaluate --min-accuracy) · "
+    "[bold]2[/] bad input or config · [bold]130[/] interrupted (Ctrl-C; 143 on SIGTERM).\n\n"
+    "Every command takes --json for machine-readable output on stdout; progress and messages go to stderr.",
 )
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key, e.g. --set train.lr=1e-3 (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines.")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="Use this saved checkpoint (e.g. RUN/checkpoints/step-00000100) even if the run is unfinished.")]
 
 
 def _version(value: bool) -> None:
@@ -32,11 +36,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_verbosity = 0
+
+
 @app.callback()
 def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output: -v per-epoch metrics and every library warning, -vv debug.")] = 0,
 ) -> None:
-    pass
+    global _verbosity
+    _verbosity = verbose
 
 
 @app.command()
@@ -58,6 +67,7 @@ def prepare(config: ConfigArg, set_: SetOpt = None, overwrite: Annotated[bool, t
 @app.command()
 def train(config: ConfigArg, set_: SetOpt = None,
           overwrite: Annotated[bool, typer.Option(help="Replace a finished run in output_dir.")] = False,
+          resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its newest complete checkpoint.")] = False,
           json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train per the config (preparing data if needed), keep the best checkpoint, and test it."""
     from promptft_cli import render
@@ -66,8 +76,20 @@ def train(config: ConfigArg, set_: SetOpt = None,
 
     _setup(quiet or json_out)
     cfg = load_config(config, set_)
-    result = run_train(cfg, overwrite=overwrite)
-    _emit({"run_dir": str(result.run_dir), **result.metrics}, json_out, render.metrics)
+    if cfg.data.few_shot and cfg.data.few_shot.seeds:  # the few-shot protocol: one run per seed
+        from promptft_cli.distributed import single_process_only
+        from promptft_cli.fewshot import train_seeds
+
+        single_process_only("data.few_shot.seeds: one small run per seed", field="data.few_shot.seeds")
+
+        _emit(train_seeds(cfg, overwrite=overwrite, resume=resume), json_out, render.seed_summary)
+        return
+    result = run_train(cfg, overwrite=overwrite, resume=resume)
+    from promptft_cli import distributed
+
+    distributed.finish()
+    if distributed.is_main():  # launched on N processes, the result is printed once
+        _emit({"run_dir": str(result.run_dir), "train_seconds": result.train_seconds, **result.metrics}, json_out, render.metrics)
 
 
 @app.command()
@@ -76,50 +98,140 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Labelled CSV/TSV/JSONL to score instead of the run's test split.")] = None,
     min_accuracy: Annotated[Optional[float], typer.Option(help="Exit 1 when accuracy is below this (for CI gates).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
+    checkpoint: CheckpointOpt = None,
     set_: SetOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run."""
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run (zero-shot for a config without one)."""
     from promptft_cli import render
     from promptft_cli.evaluate import evaluate_target
+    from promptft_cli.fewshot import evaluate_seeds, multi_seed_dir
 
     _setup(quiet or json_out)
-    metrics, _ = evaluate_target(target, data, set_, batch_size)
-    _emit(metrics, json_out, render.metrics)
+    parent = multi_seed_dir(target, set_) if checkpoint is None else None
+    if parent is not None:  # a few-shot protocol run: every seed evaluated, reported as mean ± std
+        summary = evaluate_seeds(parent, data, batch_size)
+        files = _write_evaluation(summary, parent, data)
+        _emit({**summary, "files": [str(f) for f in files]}, json_out, render.seed_summary)
+        metrics = {"accuracy": summary["accuracy"]["mean"]}
+    else:
+        metrics, run_dir = evaluate_target(target, data, set_, batch_size, checkpoint)
+        files = _write_evaluation(metrics, run_dir, data)
+        _emit({**metrics, "files": [str(f) for f in files]}, json_out, render.metrics)
     if min_accuracy is not None and metrics["accuracy"] < min_accuracy:
         raise GateFailed(f"accuracy {metrics['accuracy']:.4f} is below --min-accuracy {min_accuracy}")
 
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory, or a config file (its run; zero-shot when it has none).", show_default=False)],
     input: Annotated[str, typer.Argument(help="CSV/TSV/JSONL file, or - for JSONL on stdin.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file: .csv, .tsv or .jsonl (default: JSONL on stdout).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
-    quiet: QuietOpt = False,
+    checkpoint: CheckpointOpt = None,
+    encoding: Annotated[Optional[str], typer.Option(help="Text encoding of INPUT (default: the run's data.encoding).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="With -o: print {rows, output} as JSON (without -o, stdout is already JSONL).")] = False,
+    set_: SetOpt = None, quiet: QuietOpt = False,
 ) -> None:
     """Label new rows: keeps the input columns and adds prediction, confidence and prob_<label>."""
-    from promptft_cli.predict import Predictor, predictions, read_inputs, write_predictions
+    from promptft_cli.predict import InputStats, Predictor, predictions, read_inputs, write_predictions
+    from promptft_cli.progress import status, track
+
+    _setup(quiet or output is None or json_out)
+    predictor = Predictor.for_target(run_dir, checkpoint, set_)
+    cfg, stats = predictor.cfg, InputStats()
+    inputs = read_inputs(input, cfg.data.columns, encoding or cfg.data.encoding, stats)
+    n = write_predictions(track(predictions(predictor, inputs, batch_size), "predict"), output)
+    stats.truncated = predictor.truncated
+    status(f"wrote {n} predictions to {output}" + stats.summary())
+    if json_out and output is not None:
+        _emit({"rows": n, "output": str(output)}, True, None)
+
+
+@app.command("runs")
+def list_runs(
+    folder: Annotated[Path, typer.Argument(help="Folder to search for run directories (recursively).")] = Path("runs"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Table of the runs under FOLDER: method, head, k/seeds, validation and test scores, time, size, status."""
+    from promptft_cli import render
+    from promptft_cli.run_table import list_runs as collect
+
+    rows = collect(folder)
+    _emit({"runs": [r.to_json() for r in rows]}, json_out, lambda _: render.runs_table(rows, str(folder)))
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.", show_default=False)],
+    show_all: Annotated[bool, typer.Option("--all", help="Also list the config keys that are the same in every run.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Runs side by side: scores (best in green) and the config keys that differ (in yellow)."""
+    from promptft_cli import render
+    from promptft_cli.run_table import compare_runs
+
+    cmp = compare_runs(run_dirs)
+    _emit(cmp.to_json(), json_out, lambda _: render.comparison(cmp, show_all))
+
+
+def _starter_names(incomplete: str) -> list[str]:
+    from promptft_cli.starters import names
+
+    return [n for n in names() if n.startswith(incomplete)]
+
+
+@app.command()
+def init(
+    template: Annotated[str, typer.Argument(help="Starter: sentiment, topic, pair or zero-shot.", autocompletion=_starter_names)] = "sentiment",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Config file to write (default: TEMPLATE.yaml here).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a commented starter config (sentiment, topic, pair task, zero-shot) that runs as written."""
+    from promptft_cli import starters
+
+    path = starters.write(template, output or Path(f"{template}.yaml"), force)
+    command = starters.STARTERS[template].command
+    _emit({"config": str(path), "template": template, "run": f"{command} {path}"}, json_out,
+          lambda p: typer.echo(f"wrote {p['config']}; next: {p['run']}  (`promptft config show {path}` shows every setting)"))
+
+
+config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) -> None:
+    """Print the resolved config (every default filled in, --set applied) as YAML, or JSON with --json."""
+    import yaml
+
+    from promptft_cli.config import load_config
+
+    resolved = load_config(config, set_).dump()
+    if json_out:
+        _emit(resolved, True, None)
+    else:
+        typer.echo(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), nl=False)
+
+
+def _write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Optional[Path]) -> list[Path]:
+    from promptft_cli.evaluate import write_evaluation
     from promptft_cli.progress import status
 
-    _setup(quiet or output is None)
-    predictor = Predictor.from_run(run_dir)
-    cfg = predictor.cfg
-    n = write_predictions(predictions(predictor, read_inputs(input, cfg.data.columns, cfg.data.encoding), batch_size), output)
-    status(f"wrote {n} predictions to {output}")
+    try:
+        files = write_evaluation(metrics, run_dir, data)
+    except OSError as exc:  # a read-only shared run: the numbers on stdout still count
+        status(f"[yellow]could not save the evaluation files in {run_dir}: {exc.strerror or exc}[/]")
+        return []
+    status(f"saved {', '.join(f.name for f in files)} in {run_dir}")
+    return files
 
 
 def _setup(quiet: bool) -> None:
-    import os
-    import warnings
+    from promptft_cli.progress import configure
 
-    from promptft_cli.progress import set_quiet
-
-    set_quiet(quiet)
-    # Library chatter (weight-loading bars, deprecation notes) means nothing to our users.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*[Tt]oken type ids are not supported.*")
+    # Progress on/off, log level from -v, and library chatter that means nothing to users filtered out.
+    configure(quiet=quiet, verbosity=_verbosity)
 
 
 def _emit(payload: dict[str, Any], as_json: bool, table) -> None:
@@ -132,13 +244,20 @@ def _emit(payload: dict[str, Any], as_json: bool, table) -> None:
 def main() -> None:
     """Console entry: library errors become one line and exit 2; a failed gate exits 1; Ctrl-C 130."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if code == 130:  # Typer turns Ctrl-C into this return value when not standalone
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except PromptftError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except GateFailed as exc:
         typer.secho(f"gate failed: {exc}", fg="yellow", err=True)
         sys.exit(1)
+    except Interrupted as exc:
+        typer.secho(f"interrupted: {exc}", fg="yellow", err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg="yellow", err=True)
         sys.exit(130)
@@ -147,9 +266,8 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # By class name: typer >= 0.24 raises those of its own vendored click copy, not click's.
+        if any(cls.__name__ == "ClickException" for cls in type(exc).__mro__):
             exc.show()
             sys.exit(2)
         raise

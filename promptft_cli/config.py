@@ -29,13 +29,13 @@ class ModelConfig(Section):
     trust_remote_code: bool = False
     """Allow model code from the model repository to run; off unless you trust the source."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype when loading; bf16 halves memory for large models on GPUs."""
+    """Weights dtype when loading (heads stay float32); bfloat16 halves a large model's memory; float16 only with a frozen backbone."""
     device_map: str | None = None
-    """Passed to `from_pretrained` (e.g. `auto`) to spread a large model over GPUs; needs accelerate and GPUs."""
+    """Passed to `from_pretrained` (e.g. `auto`) to spread one large model over a machine's GPUs; one process only (not under a launcher)."""
     load_in_8bit: bool = False
-    """Quantise weights to 8 bit with bitsandbytes (GPU only; `pip install promptft[quantization]`)."""
+    """Quantise weights to 8 bit with bitsandbytes (CUDA GPU; `pip install 'promptft[quantization]'`; not with full/bitfit)."""
     load_in_4bit: bool = False
-    """Quantise weights to 4 bit with bitsandbytes (GPU only; `pip install promptft[quantization]`)."""
+    """Quantise weights to 4 bit with bitsandbytes (CUDA GPU; `pip install 'promptft[quantization]'`; not with full/bitfit)."""
 
 
 class FewShotConfig(Section):
@@ -147,7 +147,7 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     """Passes over the training data."""
     batch_size: int = Field(16, ge=1)
-    """Examples per optimiser step on each process (before gradient accumulation)."""
+    """Examples per forward/backward pass, split evenly over the processes of a launch (so 1 or 8 GPUs train alike)."""
     eval_batch_size: int = Field(128, ge=1)
     """Examples per forward pass in evaluation and prediction."""
     lr: float | None = Field(None, gt=0)
@@ -157,7 +157,7 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     """Share of steps with a linear learning-rate warm-up."""
     grad_accum: int = Field(1, ge=1)
-    """Batches accumulated per optimiser step."""
+    """Batches accumulated per optimiser step: the effective batch is batch_size × grad_accum."""
     max_grad_norm: float | None = Field(1.0, gt=0)
     """Gradient clipping norm; null turns clipping off."""
     seed: int = 42
@@ -165,7 +165,13 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     """Keep the best checkpoint by validation metric; stop after `patience` evaluations without gain."""
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    """Mixed precision through accelerate (GPU: fp16/bf16; CPU: bf16)."""
+    """Mixed precision through accelerate: bf16 (GPU or CPU) or fp16 (CUDA GPU only); overrides the launcher's setting."""
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
+    """Experiment trackers fed through accelerate; TensorBoard logs go to `<run_dir>/tensorboard/` (`pip install promptft[tensorboard]`)."""
+    checkpoint_every: int | None = Field(None, ge=1)
+    """Optimiser steps between resumable checkpoints; null saves one at the end of each epoch only."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Resumable checkpoints kept in `checkpoints/` (the newest N; older ones are deleted)."""
 
 
 class Config(Section):
@@ -199,6 +205,14 @@ class Config(Section):
     def dump(self) -> dict[str, Any]:
         """The resolved config as plain data (method options flattened, as the user writes them)."""
         data = self.model_dump(mode="json", exclude={"base_dir", "method"})
+        # Paths become absolute: the copy saved in the run directory must find the same model and files
+        # from there (predict and evaluate read only the run directory).
+        for split in ("train", "validation", "test"):
+            if data["data"][split]:
+                data["data"][split] = str(self.path(data["data"][split]).absolute())
+        if self.model.name != "default" and self.path(self.model.name).exists():
+            data["model"]["name"] = str(self.path(self.model.name).absolute())
+        data["output_dir"] = str(self.run_dir.absolute())
         return {"task": data.pop("task"), "model": data.pop("model"), "data": data.pop("data"),
                 "prompt": data.pop("prompt"), "method": self.method.dump(), **data}
 
@@ -269,6 +283,8 @@ def _friendly(exc: ValidationError, raw: dict[str, Any], source: Path | None) ->
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     if loc[:2] and loc[0] == "method" and len(loc) > 1 and loc[1] == "options":
         loc = ["method", *loc[2:]]
+    if err["type"] not in ("extra_forbidden", "missing"):
+        loc = _keys_in(raw, loc)  # drops pydantic's union-member tags such as 'str' or 'list[str]'
     field = ".".join(loc) or None
     if err["type"] == "extra_forbidden":
         valid = _valid_keys(loc[:-1], raw)
@@ -279,7 +295,23 @@ def _friendly(exc: ValidationError, raw: dict[str, Any], source: Path | None) ->
         msg = err["msg"].removeprefix("Value error, ")
         if "input" in err and not isinstance(err["input"], dict) and err["type"] != "value_error":
             msg += f" (got {err['input']!r})"
+        if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+            msg += "; YAML reads unquoted yes/no/on/off as booleans, so quote the word"
     return PromptftError(msg, file=source, row=_line_of(source, loc), field=field)
+
+
+def _keys_in(raw: Any, loc: list[str]) -> list[str]:
+    """The longest start of `loc` that names keys (or list positions) really present in the raw config."""
+    kept: list[str] = []
+    for part in loc:
+        if isinstance(raw, dict) and part in raw:
+            raw = raw[part]
+        elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+            raw = raw[int(part)]
+        else:
+            break
+        kept.append(part)
+    return kept or loc
 
 
 def _valid_keys(loc: list[str], raw: dict[str, Any]) -> list[str]:

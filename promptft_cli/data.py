@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
 import random
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,14 @@ from promptft_cli.errors import PromptftError
 SPLITS = ("train", "validation", "test")
 _SPACES = re.compile(r"\s+")
 csv.field_size_limit(1 << 26)
+MAX_TEXT_CHARS = 100_000
+# Longer texts are cut when read (and counted): no model here reads more than a few thousand tokens,
+# and a runaway cell (a whole file in one quoted field) would otherwise cost minutes of tokenising.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_LABEL_NUMBER = re.compile(r"[+-]?(0|[1-9]\d*)(\.\d*)?([eE][+-]?\d+)?")  # "01" stays a code, not 1
+_LINE_END = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+DECODE_HINT = "set data.encoding, e.g. latin-1"
 
 
 @dataclass
@@ -28,6 +38,8 @@ class Split:
     source: str = ""
     lines: list[int] = field(default_factory=list)
     """Source line of each row while rows are still in file order (for error messages)."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What reading noticed but kept (numeric texts, cut texts), with line numbers, for the data report."""
 
     @property
     def labels(self) -> list[str]:
@@ -54,35 +66,60 @@ def _format(path: Path) -> str:
     return "csv"
 
 
-def _decoded_lines(stream, path: Path, encoding: str) -> Iterator[str]:
-    """Decode line by line so an undecodable byte is reported with its line and byte offset."""
-    offset = 0
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+def _decoded_lines(stream, path: Path | str, encoding: str, hint: str = DECODE_HINT) -> Iterator[str]:
+    """Decode line by line (any of \\n, \\r\\n, \\r), so an undecodable byte is reported with its line and byte offset."""
+    is_utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    try:
+        decoder = codecs.getincrementaldecoder("utf-8-sig" if is_utf8 else encoding)()
+    except LookupError:
+        raise PromptftError(f"unknown encoding '{encoding}'", file=path, field="data.encoding") from None
+    offset, pending, lineno = 0, "", 0
     for lineno, raw in enumerate(stream, start=1):
+        if lineno == 1 and is_utf8 and raw.startswith(_UTF16_BOMS):
+            raise PromptftError(f"file is UTF-16 (it starts with a UTF-16 byte-order mark), not {encoding}; "
+                                "save it as UTF-8 or set the encoding to utf-16", file=path, row=1)
         try:
-            text = raw.decode(enc if lineno == 1 else encoding)
+            text = pending + decoder.decode(raw)
         except UnicodeDecodeError as exc:
-            raise PromptftError(
-                f"cannot decode byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} as {encoding} "
-                "(set data.encoding, e.g. latin-1)", file=path, row=lineno) from None
-        except LookupError:
-            raise PromptftError(f"unknown encoding '{encoding}'", file=path, field="data.encoding") from None
+            at = offset - (len(exc.object) - len(raw)) + exc.start  # the decoder may hold bytes of the last line
+            raise PromptftError(f"cannot decode byte 0x{exc.object[exc.start]:02x} at byte offset {at} as {encoding} "
+                                f"({hint})", file=path, row=lineno) from None
+        except UnicodeError as exc:  # e.g. utf-16 without a byte-order mark
+            raise PromptftError(f"cannot decode as {encoding}: {exc} ({hint})", file=path, row=lineno) from None
         offset += len(raw)
-        yield text
+        lines = _LINE_END.split(text)
+        pending = lines.pop()
+        if not pending and lines and lines[-1].endswith("\r"):
+            pending = lines.pop()  # a "\n" may follow in the next chunk (UTF-16 splits "\r\n" across byte lines)
+        yield from lines
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeError:
+        raise PromptftError(f"file ends inside a multi-byte character (byte offset {offset}); not valid {encoding} "
+                            f"({hint})", file=path, row=lineno) from None
+    if pending:
+        yield pending
 
 
-def iter_records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, record) from a CSV, TSV or JSONL file, streaming; errors name file and line."""
-    if str(path) != "-" and not path.exists():
+def iter_records(path: Path, encoding: str = "utf-8", hint: str = DECODE_HINT) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, record) from a CSV, TSV or JSONL file (`-`: JSONL on stdin), streaming; errors name file and line."""
+    if str(path) == "-":
+        yield from _jsonl(_decoded_lines(sys.stdin.buffer, "<stdin>", encoding, hint), "<stdin>")
+        return
+    if not path.exists():
         raise PromptftError("file not found", file=path)
     if path.is_dir():
         raise PromptftError("expected a data file, got a directory", file=path)
-    with path.open("rb") as stream:
-        lines = _decoded_lines(stream, path, encoding)
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise PromptftError(f"cannot read file ({exc.strerror})", file=path) from None
+    with stream:
+        lines = _decoded_lines(stream, path, encoding, hint)
         yield from (_jsonl(lines, path) if _format(path) == "jsonl" else _delimited(lines, path))
 
 
-def _jsonl(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl(lines: Iterator[str], path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -90,13 +127,17 @@ def _jsonl(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, An
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PromptftError(f"malformed JSON line ({exc.msg} at column {exc.colno})", file=path, row=lineno) from None
+        except (ValueError, RecursionError) as exc:  # too deeply nested, or an integer too long to convert
+            raise PromptftError(f"malformed JSON line ({type(exc).__name__}: {str(exc)[:80]})", file=path, row=lineno) from None
         if not isinstance(record, dict):
             raise PromptftError("each JSONL line must be an object like {\"text\": ..., \"label\": ...}", file=path, row=lineno)
         yield lineno, record
 
 
 def _delimited(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.reader(lines, delimiter="\t" if _format(path) == "tsv" else ",")
+    # strict: an unclosed quote is an error, not a field that silently swallows the rest of the file.
+    reader = csv.reader(lines, delimiter="\t" if _format(path) == "tsv" else ",", strict=True)
+    start = 0
     try:
         header = next(reader, None)
         if header is None:
@@ -104,44 +145,106 @@ def _delimited(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str
         header = [h.strip() for h in header]
         start = reader.line_num
         for values in reader:
+            # A record starts on the line after the previous one ended (quoted fields may span lines).
+            line, start = start + 1, reader.line_num
             if not any(v.strip() for v in values):
                 continue
             if len(values) > len(header):
-                raise PromptftError(f"{len(values)} fields but the header has {len(header)} (quote fields containing the delimiter)", file=path, row=start + 1)
-            yield start + 1, dict(zip(header, values + [""] * (len(header) - len(values))))
-            start = reader.line_num
+                raise PromptftError(f"{len(values)} fields but the header has {len(header)} (quote fields containing the delimiter)", file=path, row=line)
+            yield line, dict(zip(header, values + [""] * (len(header) - len(values))))
     except csv.Error as exc:
-        raise PromptftError(f"malformed CSV ({exc})", file=path, row=reader.line_num) from None
+        hint = "; a quote opened here is never closed" if "unexpected end of data" in str(exc) else ""
+        raise PromptftError(f"malformed CSV ({exc}{hint})", file=path, row=start + 1) from None
 
 
 def label_text(value: Any) -> str:
-    """One spelling per label: JSON 1, 1.0 and "1" are the same class."""
+    """One spelling per label: 1, 1.0, "1" and "1.0" (JSON or CSV) are the same class, named `1`."""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return "" if value is None else str(value).strip()
+    if isinstance(value, (dict, list)):
+        raise ValueError("a label must be a string or a number, not a JSON object or list")
+    if isinstance(value, (int, float)):
+        return _number_text(value)
+    text = "" if value is None else str(value).strip()
+    return _number_text(float(text)) if _LABEL_NUMBER.fullmatch(text) else text
+
+
+def _number_text(value: int | float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def clean_text(value: Any) -> str:
     return "" if value is None else _SPACES.sub(" ", str(value)).strip()
 
 
+def text_value(value: Any, *, file: Path | str, row: int, field: str) -> str:
+    """One text cell as clean text; a JSON number is read as its digits, an object or list is an error."""
+    if isinstance(value, (dict, list)):
+        kind = "object" if isinstance(value, dict) else "list"
+        raise PromptftError(f"text must be a string, got a JSON {kind}", file=file, row=row, field=field)
+    return clean_text(value)
+
+
+@dataclass
+class TextNotes:
+    """What reading noticed in the text columns but kept: numeric texts, texts cut at MAX_TEXT_CHARS, empty texts."""
+
+    numeric: list[int] = field(default_factory=list)
+    cut: list[int] = field(default_factory=list)
+    empty: list[int] = field(default_factory=list)
+    truncated: int = 0
+    """Inputs cut to model.max_length tokens (filled in by whoever tokenises)."""
+
+    def check(self, row: dict[str, str], lineno: int) -> dict[str, str]:
+        """Note what is odd about `row`, cut its over-long texts, and return it."""
+        if any(_NUMBER.fullmatch(v) for v in row.values()):
+            self.numeric.append(lineno)  # kept as text, but usually a shifted column
+        if any(len(v) > MAX_TEXT_CHARS for v in row.values()):
+            self.cut.append(lineno)
+            row = {k: v[:MAX_TEXT_CHARS] for k, v in row.items()}
+        if not all(row.values()):
+            self.empty.append(lineno)
+        return row
+
+    def report(self) -> dict[str, Any]:
+        """Counts and the first 20 line numbers of each finding, for data_report.json."""
+        out: dict[str, Any] = {}
+        for name, lines in (("numeric_text", self.numeric), (f"text_cut_at_{MAX_TEXT_CHARS}_chars", self.cut)):
+            if lines:
+                out[name], out[f"{name}_lines"] = len(lines), lines[:20]
+        return out
+
+    def summary(self) -> str:
+        """One clause for a status line, e.g. '; 2 empty texts (lines 3, 9)'."""
+        parts = [f"{len(lines)} {what} (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:10]))}"
+                 f"{', ...' if len(lines) > 10 else ''})"
+                 for what, lines in (("empty texts", self.empty), ("numeric texts", self.numeric),
+                                     (f"texts cut at {MAX_TEXT_CHARS} characters", self.cut)) if lines]
+        if self.truncated:
+            parts.append(f"{self.truncated} inputs truncated to model.max_length tokens")
+        return "".join(f"; {p}" for p in parts)
+
+
 def read_split(path: Path, name: str, columns: list[str], label_column: str | None, encoding: str = "utf-8") -> tuple[Split, Counter]:
     """Read, validate and clean one file; returns the split and counts of what cleaning dropped."""
     rows, lines, seen, dropped, empty_rows = [], [], set(), Counter(), []
-    checked = False
+    checked, notes = False, TextNotes()
     for lineno, record in iter_records(path, encoding):
         if not checked:
             _check_columns(record, columns + ([label_column] if label_column else []), path)
             checked = True
-        row = {c: clean_text(record.get(c)) for c in columns}
+        row = notes.check({c: text_value(record.get(c), file=path, row=lineno, field=c) for c in columns}, lineno)
         if not all(row.values()):
             dropped["empty_text"] += 1
             empty_rows.append(lineno)
             continue
         if label_column:
-            row["label"] = label_text(record.get(label_column))
+            try:
+                row["label"] = label_text(record.get(label_column))
+            except ValueError as exc:
+                raise PromptftError(str(exc), file=path, row=lineno, field=label_column) from None
             if not row["label"]:
                 raise PromptftError("empty label", file=path, row=lineno, field=label_column)
         key = tuple(row.values())
@@ -153,8 +256,12 @@ def read_split(path: Path, name: str, columns: list[str], label_column: str | No
         lines.append(lineno)
     if not checked:
         raise PromptftError("file is empty (no data rows)", file=path)
+    if not rows:
+        where = ", ".join(map(str, empty_rows[:10])) + (", ..." if len(empty_rows) > 10 else "")
+        raise PromptftError(f"no usable rows: all {len(empty_rows)} rows have an empty {' or '.join(columns)} (lines {where})",
+                            file=path, field=columns[0])
     dropped["empty_text_lines"] = empty_rows[:20]  # type: ignore[assignment]
-    return Split(name, rows, str(path), lines), dropped
+    return Split(name, rows, str(path), lines, notes.report()), dropped
 
 
 def _check_columns(record: dict[str, Any], wanted: list[str], path: Path) -> None:
@@ -206,8 +313,11 @@ def load_splits(data_cfg, resolve: Callable[[str], Path], seed: int) -> Prepared
     splits: dict[str, Split] = {}
     for name, value in files.items():
         if value:
+            if not resolve(value).exists():  # name the config key too: the path alone may not say which one
+                raise PromptftError("file not found", file=resolve(value), field=f"data.{name}")
             splits[name], counts = read_split(resolve(value), name, columns, data_cfg.label_column, enc)
             dropped[name] = dict(counts)
+    notes = {n: s.notes for n, s in splits.items() if s.notes}  # before sampling replaces the splits
     train = splits["train"]
     train.lines = []  # held-out splits reorder train rows
     if "test" not in splits:
@@ -216,20 +326,20 @@ def load_splits(data_cfg, resolve: Callable[[str], Path], seed: int) -> Prepared
     if "validation" not in splits:
         train.rows, held = stratified_split(train.rows, data_cfg.validation_size, seed + 1)
         splits["validation"] = Split("validation", held, f"{train.source} (held out)")
-    labels = _check_labels(splits)
+    labels = _check_labels(splits, data_cfg.label_column)
     if data_cfg.few_shot:
         fs = data_cfg.few_shot
         splits["train"] = sample_k_per_class(splits["train"], fs.k, fs.seed, strict=True)
         splits["validation"] = sample_k_per_class(splits["validation"], fs.k, fs.seed, strict=False)
-    report = {"dropped": dropped}
+    report = {"dropped": dropped, "notes": notes}
     return PreparedData(labels, columns, {n: splits[n] for n in SPLITS}, report)
 
 
-def _check_labels(splits: dict[str, Split]) -> list[str]:
+def _check_labels(splits: dict[str, Split], label_column: str = "label") -> list[str]:
     labels = sorted(set(splits["train"].labels))
     if len(labels) < 2:
         found = labels[0] if labels else "none"
-        raise PromptftError(f"need at least 2 classes in train, found {len(labels)} ({found})", file=splits["train"].source, field="label")
+        raise PromptftError(f"need at least 2 classes in train, found {len(labels)} ({found})", file=splits["train"].source, field=label_column)
     known = set(labels)
     for name in ("validation", "test"):
         split = splits[name]
@@ -237,7 +347,7 @@ def _check_labels(splits: dict[str, Split]) -> list[str]:
             if row["label"] not in known:
                 raise PromptftError(
                     f"label '{row['label']}' does not occur in train (train labels: {', '.join(labels)})",
-                    file=split.source, row=split.lines[i] if split.lines else None, field="label")
+                    file=split.source, row=split.lines[i] if split.lines else None, field=label_column)
     return labels
 
 
@@ -253,7 +363,8 @@ def fingerprint(data_cfg, resolve: Callable[[str], Path], seed: int, extra: Any 
 
 def length_stats(lengths: list[int], truncated: int) -> dict[str, float]:
     if not lengths:
-        return {"p50": 0, "p95": 0, "max": 0, "truncated_share": 0.0}
+        return {"p50": 0, "p95": 0, "max": 0, "truncated": 0, "truncated_share": 0.0}
     ordered = sorted(lengths)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50": pick(0.5), "p95": pick(0.95), "max": ordered[-1], "truncated_share": truncated / len(lengths)}
+    return {"p50": pick(0.5), "p95": pick(0.95), "max": ordered[-1], "truncated": truncated,
+            "truncated_share": truncated / len(lengths)}

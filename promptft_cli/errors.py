@@ -39,3 +39,18 @@ class GateFailed(Exception):
     """A quality gate (e.g. --min-accuracy) was not met; the CLI exits 1."""
 
     exit_code = 1
+
+
+class Interrupted(BaseException):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; the CLI exits 128 + signal number.
+
+    Not a KeyboardInterrupt: Typer turns those into a bare exit code, and this one carries a message.
+    """
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message

@@ -11,21 +11,32 @@ from promptft_cli.errors import PromptftError
 
 def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    # numpy, not sklearn: importing sklearn.metrics (with scipy) costs seconds and ~50 MB on every
+    # training run, which validates each epoch. Same definitions as sklearn with zero_division=0.
+    import numpy as np
 
-    ids = list(range(len(labels)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    k = len(labels)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    p, r, f = (_ratio(tp, predicted), _ratio(tp, support), _ratio(2 * tp, predicted + support))
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "accuracy": float(tp.sum() / len(y_true)) if len(y_true) else 0.0,
+        "macro_f1": float(f.mean()) if k else 0.0,
         "n": len(y_true),
         "labels": list(labels),
         "per_class": {
-            label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
             for i, label in enumerate(labels)
         },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
+        "confusion_matrix": cm.tolist(),
     }
+
+
+def _ratio(num, den):
+    import numpy as np
+
+    return np.divide(num, den, out=np.zeros(len(num), dtype=np.float64), where=den > 0)
 
 
 def metrics_from_proba(probs, y_true: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
@@ -55,13 +66,18 @@ def evaluate(predictor, rows: list[dict[str, str]], batch_size: int | None = Non
 
 
 def evaluate_target(target: Path, data: Path | None = None, overrides: list[str] | None = None,
-                    batch_size: int | None = None) -> tuple[dict[str, Any], Path]:
-    """Evaluate a run directory, or the run of a config file; returns the metrics and the run directory."""
+                    batch_size: int | None = None, checkpoint: Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Evaluate a run directory, or the run of a config file; returns the metrics and the run directory.
+
+    `checkpoint` scores a saved checkpoint instead of the finished run's best one (works on unfinished runs).
+    """
     from promptft_cli.predict import Predictor
 
     run_dir = _run_dir_of(target, overrides)
-    predictor = Predictor.from_run(run_dir)
+    predictor = Predictor.for_target(target, checkpoint, overrides)
     cfg = predictor.cfg
+    if predictor.zero_shot:
+        return _evaluate_zero_shot(predictor, data, batch_size), run_dir
     if data is not None:
         rows = labelled_rows(data, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
     else:
@@ -72,9 +88,45 @@ def evaluate_target(target: Path, data: Path | None = None, overrides: list[str]
     return evaluate(predictor, rows, batch_size), run_dir
 
 
+def _evaluate_zero_shot(predictor, data: Path | None, batch_size: int | None) -> dict[str, Any]:
+    """Score the prepared test split (or `data`) with the untrained template + verbalizer."""
+    from promptft_cli.prepare import prepare
+
+    cfg = predictor.cfg
+    prepared = prepare(cfg, predictor.tokenizer)
+    missing = [label for label in prepared.labels if label not in predictor.labels]
+    if missing:  # the verbalizer's own order is fine, but every label of the data needs words
+        raise PromptftError(f"the data has label(s) {', '.join(missing)} without words in prompt.verbalizer",
+                            field="prompt.verbalizer")
+    if data is not None:
+        rows = labelled_rows(data, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
+    else:
+        rows = prepared["test"].rows
+    return {**evaluate(predictor, rows, batch_size), "zero_shot": True}
+
+
 def _run_dir_of(target: Path, overrides: list[str] | None) -> Path:
     if target.is_dir():
         return target
     from promptft_cli.config import load_config
 
     return load_config(target, overrides).run_dir
+
+
+def write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Path | None = None) -> list[Path]:
+    """Save metrics as JSON and their figure beside it in the run directory.
+
+    The test split gives `evaluation.json` + `evaluation_confusion_matrix.png`; `--data FILE` gives
+    `evaluation-<FILE stem>.json` + `evaluation-<FILE stem>_confusion_matrix.png`, so evaluations of
+    different files sit side by side. A multi-seed summary gets a box plot over seeds (`..._seeds.png`).
+    """
+    from promptft_cli.plots import plot_confusion, plot_seeds
+
+    stem = "evaluation" if data is None else f"evaluation-{data.stem}"
+    report = run_dir / f"{stem}.json"
+    runs.write_json_atomic(report, {"data": str(data) if data else "test split", **metrics})
+    if "confusion_matrix" not in metrics:
+        return [report, plot_seeds(metrics, run_dir / f"{stem}_seeds.png")]
+    title = f"{data.name if data else 'test split'}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
+    figure = plot_confusion(metrics["confusion_matrix"], metrics["labels"], run_dir / f"{stem}_confusion_matrix.png", title)
+    return [report, figure]

@@ -77,6 +77,9 @@ def pooling_mode(model_cfg: "ModelConfig", path: str, is_decoder: bool) -> str:
 def load_tokenizer(model_cfg: "ModelConfig", base_dir: Path | None = None):
     from transformers import AutoTokenizer
 
+    from promptft_cli.progress import quiet_libraries
+
+    quiet_libraries()  # the first transformers use on every path: filter its noise from here on
     path = resolve_model_path(model_cfg.name, base_dir)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
@@ -135,49 +138,80 @@ def _classifier_class():
     class PromptClassifier(nn.Module):
         """Backbone (possibly wrapped by a peft method) + scoring head → one logit per label."""
 
-        def __init__(self, backbone: nn.Module, head: nn.Module, kind: str, virtual_tokens: int = 0) -> None:
+        def __init__(self, backbone: nn.Module, head: nn.Module, kind: str, virtual_tokens: int = 0,
+                     soft_prompt: nn.Module | None = None) -> None:
             super().__init__()
             self.backbone, self.head, self.kind, self.virtual_tokens = backbone, head, kind, virtual_tokens
+            self.soft_prompt = soft_prompt  # the template's {soft} vectors, trained by every method
 
         def features(self, input_ids, attention_mask, mask_positions=None, soft_positions=None, **_):
-            outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+            # A head may add rows (a causal LM's label-word continuations) and picks the positions it reads.
+            input_ids, attention_mask, read = self.head.expand(input_ids, attention_mask, mask_positions)
+            inputs = {"attention_mask": attention_mask}
+            if self.soft_prompt is not None and soft_positions is not None:
+                positions = soft_positions.repeat_interleave(input_ids.size(0) // soft_positions.size(0), dim=0)
+                inputs["inputs_embeds"] = self.soft_prompt.embed(self.backbone.get_input_embeddings(), input_ids, positions)
+            else:
+                inputs["input_ids"] = input_ids
+            if self.virtual_tokens and read is not None:
+                read = read + self.virtual_tokens  # prompt tuning prepends its vectors to the outputs
+            with self.head.reading(self.backbone, read):
+                outputs = self.backbone(**inputs)
             if self.virtual_tokens:
-                # Prompt tuning prepends its vectors to the outputs: extend the mask and shift positions.
                 ones = attention_mask.new_ones(attention_mask.size(0), self.virtual_tokens)
                 attention_mask = torch.cat([ones, attention_mask], dim=1)
-                mask_positions = None if mask_positions is None else mask_positions + self.virtual_tokens
-            return self.head.features(outputs, attention_mask, mask_positions)
+            # A backbone loaded in bf16/fp16 (model.dtype) feeds a float32 head: its weights stay full precision.
+            return self.head.features(outputs, attention_mask, read).float()
 
-        def forward(self, input_ids, attention_mask, mask_positions=None, soft_positions=None, **_):
-            return self.head.classify(self.features(input_ids, attention_mask, mask_positions, soft_positions))
+        def forward(self, input_ids=None, attention_mask=None, mask_positions=None, soft_positions=None, features=None, **_):
+            # `features` from a FeatureCache (frozen backbone) skip the backbone: see feature_cache.py.
+            if features is None:
+                features = self.features(input_ids, attention_mask, mask_positions, soft_positions)
+            return self.head.classify(features)
 
     return PromptClassifier
 
 
-def build_classifier(cfg: "Config", labels: list[str], tokenizer) -> Any:
-    """Load the backbone, apply the method, attach the head; the config decides each part."""
-    from promptft_cli.heads import LinearHead
-    from promptft_cli.methods import METHODS
+def build_classifier(cfg: "Config", labels: list[str], tokenizer, *, report: bool = True) -> Any:
+    """Load the backbone, apply the method, attach the head; the config decides each part.
 
-    head_name = cfg.prompt.resolved_head
-    kind = model_kind(cfg.model, head_name, cfg.base_dir)
+    `report` logs the verbalizer's doubtful words (at training and zero-shot start-up, not on reload).
+    """
+    from promptft_cli import verbalizers
+    from promptft_cli.methods import METHODS
+    from promptft_cli.prepare import template_for
+    from promptft_cli.soft_prompts import SoftPrompt
+    from promptft_cli.templates import resolve_soft, soft_init_ids
+
+    kind = model_kind(cfg.model, cfg.prompt.resolved_head, cfg.base_dir)
+    template = resolve_soft(template_for(cfg), tokenizer)
+    verbalizers.check_combination(cfg, kind, template, tokenizer)
+    verbalizer = verbalizers.verbalizer_for(cfg, labels, tokenizer, kind, report)
     backbone = load_backbone(cfg.model, kind, cfg.base_dir)
     path = resolve_model_path(cfg.model.name, cfg.base_dir)
     pooling = pooling_mode(cfg.model, path, getattr(backbone.config, "is_decoder", False) or kind == "causal")
-    if head_name != "linear":
-        raise PromptftError("the verbalizer head is not available in this build", field="prompt.head")
-    head = LinearHead(backbone.config.hidden_size, len(labels), pooling)
+    head = verbalizers.build_head(cfg, kind, backbone, tokenizer, labels, pooling, verbalizer)
+    soft = SoftPrompt(backbone.get_input_embeddings(), soft_init_ids(template, tokenizer)) if template.n_soft else None
+    if soft is not None:
+        head.cacheable_features = False  # soft vectors feed the backbone: its output changes as they train
     method = METHODS[cfg.method.name]
     prepared = method.apply(backbone, cfg.method.options, kind)
-    classifier = _classifier_class()(prepared.backbone, head, kind, prepared.virtual_tokens)
+    classifier = _classifier_class()(prepared.backbone, head, kind, prepared.virtual_tokens, soft)
     classifier.is_peft = prepared.is_peft
     classifier.num_labels = len(labels)
+    classifier.labels, classifier.model_name, classifier.model_path = list(labels), cfg.model.name, path
     classifier.pad_token_id = tokenizer.pad_token_id
+    # FSDP (configs/accelerate/fsdp.yaml) shards per transformer block by the backbone's own block classes.
+    classifier._no_split_modules = list(getattr(backbone, "_no_split_modules", None) or [])
     return classifier
 
 
 def trainable_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+PROMPT_ENCODER = "prompt_encoder.safetensors"
+LABEL_MAP = "label_map.json"
 
 
 def save_weights(classifier, directory: Path) -> None:
@@ -192,6 +226,12 @@ def save_weights(classifier, directory: Path) -> None:
             if getattr(peft_cfg, "prompt_tuning_init", None) is not None:
                 peft_cfg.prompt_tuning_init, peft_cfg.tokenizer_name_or_path = "RANDOM", None
         backbone.save_pretrained(str(directory))
+        # peft's adapter keeps only the final prompt of p-tuning / projected prefixes, not the encoder that
+        # makes it; keeping the encoder too lets load_weights reproduce the model exactly and resume training.
+        encoder = {n: p.detach().contiguous().cpu() for n, p in backbone.named_parameters()
+                   if p.requires_grad and n.startswith("prompt_encoder.")}
+        if any(".embedding." not in n for n in encoder):
+            save_file(encoder, str(directory / PROMPT_ENCODER))
     else:
         trained = {n: p.detach().contiguous().cpu() for n, p in backbone.named_parameters() if p.requires_grad}
         if trained:
@@ -199,6 +239,10 @@ def save_weights(classifier, directory: Path) -> None:
     outside = {n: p.detach().contiguous().cpu() for n, p in classifier.named_parameters()
                if not n.startswith("backbone.")}
     save_file(outside, str(directory / "head.safetensors"))
+    # The label order and the model whose tokenizer encodes the input, so a checkpoint explains itself.
+    label_map = {"labels": getattr(classifier, "labels", None), "model": getattr(classifier, "model_name", None),
+                 "tokenizer": getattr(classifier, "model_path", None)}
+    (directory / LABEL_MAP).write_text(json.dumps(label_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def load_weights(classifier, directory: Path) -> Any:
@@ -211,7 +255,12 @@ def load_weights(classifier, directory: Path) -> Any:
         adapter = directory / "adapter_model.safetensors"
         if not adapter.exists():
             raise PromptftError("checkpoint has no adapter_model.safetensors", file=directory)
-        set_peft_model_state_dict(classifier.backbone, load_file(str(adapter)))
+        if (directory / PROMPT_ENCODER).exists():  # the whole prompt encoder, not just its final output
+            missing = _load_strict(classifier.backbone, load_file(str(directory / PROMPT_ENCODER)))
+            if missing:
+                raise PromptftError(f"checkpoint does not match the model ({missing})", file=directory)
+        else:
+            set_peft_model_state_dict(classifier.backbone, load_file(str(adapter)))
     elif (directory / "backbone.safetensors").exists():
         missing = _load_strict(classifier.backbone, load_file(str(directory / "backbone.safetensors")))
         if missing:

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from promptft_cli import runs
 from promptft_cli.config import Config, load_config
-from promptft_cli.data import clean_text, iter_records
+from promptft_cli.data import TextNotes, iter_records, text_value
 from promptft_cli.errors import PromptftError
 from promptft_cli.templates import Template
 
@@ -23,17 +23,45 @@ def predict_proba(classifier, split, batch_size: int):
     """Class probabilities for every encoded example, in the split's original order."""
     import torch
 
-    from promptft_cli.batching import collate, inference_batches
+    from promptft_cli.batching import inference_batches
+
+    batches = inference_batches(split.lengths, batch_size, extra_tokens=getattr(classifier, "virtual_tokens", 0))
+    idx, probs = score(classifier, split, batches)
+    out = torch.empty(len(split), classifier.num_labels)
+    out[idx] = probs
+    return out.numpy()
+
+
+def score(classifier, split, batches: Sequence[Sequence[int]]):
+    """Probabilities (on CPU) for the examples of `batches`, one forward pass per batch on the classifier's device;
+    returns (example indices, probabilities) row by row."""
+    import torch
+
+    from promptft_cli.batching import collate
 
     device = next(classifier.parameters()).device
     pad_id = getattr(classifier, "pad_token_id", 0)
-    out = torch.empty(len(split), classifier.num_labels)
+    idx: list[int] = [i for b in batches for i in b]
+    out = torch.empty(len(idx), classifier.num_labels)
     classifier.eval()
     with torch.inference_mode():
-        for idx in inference_batches(split.lengths, batch_size):
-            batch = {k: v.to(device) for k, v in collate(split, idx, pad_id).items() if k != "labels"}
-            out[idx] = torch.softmax(classifier(**batch).float(), dim=-1).cpu()
-    return out.numpy()
+        row = 0
+        for b in batches:
+            batch = {k: v.to(device) for k, v in collate(split, b, pad_id).items() if k != "labels"}
+            out[row : row + len(b)] = torch.softmax(classifier(**batch).float(), dim=-1).cpu()
+            row += len(b)
+    return idx, out
+
+
+def inference_device() -> str:
+    """Where predict and evaluate run: this process's GPU when there is one, else the CPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per process when launched
+    return "cpu"
 
 
 @dataclass
@@ -45,48 +73,96 @@ class Predictor:
     tokenizer: Any
     template: Template
     classifier: Any
+    truncated: int = 0
+    """Inputs cut to model.max_length tokens so far."""
+    demonstrations: Any = None
+    """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
+    zero_shot: bool = False
+    """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
+        """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
+        from promptft_cli.checkpoints import weights_for
+        from promptft_cli.demonstrations import from_run
         from promptft_cli.models import build_classifier, load_tokenizer, load_weights
         from promptft_cli.prepare import template_for
 
-        info = runs.require_finished(run_dir) if checkpoint is None else runs.RunInfo.load(run_dir)
+        if checkpoint is None:
+            weights, labels = run_dir / runs.CHECKPOINT, runs.require_finished(run_dir).labels
+        else:
+            weights, labels = weights_for(run_dir, checkpoint)
         cfg = load_config(run_dir / runs.CONFIG)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, info.labels, tokenizer)
-        load_weights(classifier, checkpoint or run_dir / runs.CHECKPOINT)
-        return cls(cfg, info.labels, tokenizer, template_for(cfg), classifier)
+        classifier = build_classifier(cfg, labels, tokenizer, report=False)
+        load_weights(classifier, weights)
+        if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
+            classifier.to(inference_device())
+        return cls(cfg, labels, tokenizer, template_for(cfg), classifier,
+                   demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+
+    @classmethod
+    def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
+        """Zero-shot: the pretrained model scores rows through the template and verbalizer, nothing trained.
+
+        `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
+        """
+        from promptft_cli.demonstrations import from_config as demonstrations_from
+        from promptft_cli.models import build_classifier, load_tokenizer
+        from promptft_cli.prepare import prepare, template_for
+
+        if cfg.prompt.resolved_head != "verbalizer":
+            raise PromptftError("zero-shot scoring needs a verbalizer (label → words) and head 'verbalizer'; "
+                                "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
+        labels = [str(label) for label in (labels or cfg.prompt.verbalizer)]
+        tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+        classifier = build_classifier(cfg, labels, tokenizer)
+        if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):
+            classifier.to(inference_device())
+        demos = None
+        if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
+            demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
+        return cls(cfg, labels, tokenizer, template_for(cfg), classifier, demonstrations=demos, zero_shot=True)
+
+    @classmethod
+    def for_target(cls, target: Path, checkpoint: Path | None = None,
+                   overrides: list[str] | None = None) -> "Predictor":
+        """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
+        if target.is_dir():
+            return cls.from_run(target, checkpoint)
+        cfg = load_config(target, overrides)
+        # Any run.json means a run exists: an unfinished one is an error to report, not a reason for zero-shot.
+        if checkpoint is not None or (cfg.run_dir / runs.RUN_INFO).exists():
+            return cls.from_run(cfg.run_dir, checkpoint)
+        from promptft_cli.progress import status
+
+        status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
+        return cls.from_config(cfg)
 
     def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
         from promptft_cli.batching import encode_rows
 
-        split = encode_rows(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+        encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
+        split = encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+        self.truncated += split.truncated
         return predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
 
 
-def read_inputs(path: str, columns: list[str], encoding: str = "utf-8") -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """Yield (original record, cleaned model inputs); `-` reads JSONL from stdin."""
-    records = _stdin_records() if path == "-" else iter_records(Path(path), encoding)
-    for lineno, record in records:
+InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers
+
+
+def read_inputs(path: str, columns: list[str], encoding: str = "utf-8",
+                stats: TextNotes | None = None) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """Yield (original record, cleaned model inputs) lazily, one row at a time; `-` reads JSONL from stdin."""
+    stats = stats if stats is not None else TextNotes()
+    source = "<stdin>" if path == "-" else path
+    for lineno, record in iter_records(Path(path), encoding, hint="pass --encoding, e.g. --encoding latin-1"):
         missing = [c for c in columns if c not in record]
         if missing:
-            raise PromptftError(f"missing column '{missing[0]}'; columns found: {', '.join(record)}",
-                                file=path if path != "-" else "<stdin>", row=lineno, field=missing[0])
-        yield record, {c: clean_text(record[c]) for c in columns}
-
-
-def _stdin_records() -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptftError(f"malformed JSON line ({exc.msg})", file="<stdin>", row=lineno) from None
-        if not isinstance(record, dict):
-            raise PromptftError("each JSONL line must be an object", file="<stdin>", row=lineno)
-        yield lineno, record
+            raise PromptftError(f"missing column '{missing[0]}'; columns found: {', '.join(map(str, record))}",
+                                file=source, row=lineno, field=missing[0])
+        # Empty texts are still predicted (the output keeps one row per input) but reported by line.
+        yield record, stats.check({c: text_value(record[c], file=source, row=lineno, field=c) for c in columns}, lineno)
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -140,9 +216,10 @@ def write_predictions(rows: Iterable[dict[str, Any]], output: Path | None) -> in
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 else:
                     if writer is None:
-                        writer = csv.DictWriter(fh, fieldnames=list(row), delimiter="\t" if fmt == "tsv" else ",", extrasaction="ignore")
-                        writer.writeheader()
-                    writer.writerow({k: csv_safe(v) for k, v in row.items()})
+                        writer = csv.writer(fh, delimiter="\t" if fmt == "tsv" else ",")
+                        fields = list(row)
+                        writer.writerow([csv_safe(k) for k in fields])  # input column names are user data too
+                    writer.writerow([csv_safe(row.get(k, "")) for k in fields])
                 n += 1
         tmp.replace(output)
     except BaseException:

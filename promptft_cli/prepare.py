@@ -11,6 +11,7 @@ from promptft_cli import runs
 from promptft_cli.config import Config
 from promptft_cli.data import SPLITS, PreparedData, Split, fingerprint, length_stats, load_splits
 from promptft_cli.errors import PromptftError
+from promptft_cli.progress import track
 from promptft_cli.templates import Template, encode, parse_template
 
 
@@ -56,7 +57,7 @@ def _report(data: PreparedData, template: Template, tokenizer, max_length: int) 
     for name in SPLITS:
         rows = data[name].rows
         # Measure untruncated lengths so the report shows how much truncation at max_length cuts.
-        lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in rows]
+        lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in track(rows, f"tokenizing {name}")]
         over = sum(n > max_length for n in lengths)
         splits[name] = {"rows": len(rows), "labels": dict(sorted(Counter(r["label"] for r in rows).items())),
                         "tokens": length_stats(lengths, over), "source": data[name].source}

@@ -23,6 +23,11 @@ def data_report(report: dict[str, Any]) -> None:
     notes = [f"{n}: dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in d.items()) for n, d in dropped.items() if d]
     for note in notes:
         console.print(note, style="dim")
+    for name, kept in report.get("notes", {}).items():  # kept but worth a look: numeric texts, cut texts
+        for key, count in kept.items():
+            if not key.endswith("_lines"):
+                lines = ", ".join(map(str, kept.get(f"{key}_lines", [])))
+                console.print(f"{name}: {count} {key.replace('_', ' ')} (lines {lines})", style="yellow")
 
 
 def metrics(m: dict[str, Any]) -> None:
@@ -44,3 +49,123 @@ def metrics(m: dict[str, Any]) -> None:
     for label, row in zip(m["labels"], m["confusion_matrix"]):
         cm.add_row(label, *map(str, row))
     console.print(cm)
+
+
+def _num(value, fmt: str = "{:.4f}", std=None) -> str:
+    if value is None:
+        return "-"
+    return fmt.format(value) + (f" ± {std:.3f}" if std is not None else "")
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{secs:.1f}s" if not minutes else f"{int(minutes)}m{secs:02.0f}s" if minutes < 60 else f"{int(minutes // 60)}h{int(minutes % 60):02d}m"
+
+
+def _count(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n:,}" if n < 100_000 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+_STATUS_STYLE = {"complete": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+
+
+def _run_cells(r) -> dict[str, str]:
+    from promptft_cli.run_table import human_bytes
+
+    short = {"accuracy": "acc", "macro_f1": "F1"}.get(r.best_metric or "", r.best_metric)
+    best = f"{short} {_num(r.best_validation, '{:.3f}')}" if r.best_validation is not None else "-"
+    model = r.model if not r.model or "/" not in r.model or r.model.count("/") == 1 and not r.model.startswith("/") else "…/" + r.model.rstrip("/").rsplit("/", 1)[-1]
+    status = f"[{_STATUS_STYLE.get(r.status, 'dim')}]{r.status}[/]"
+    return {"name": r.name, "task": r.task or "-", "model": model or "-", "method": r.method or "-", "head": r.head or "-",
+            "k/seeds": r.shots or "all", "best val": best, "test acc": _num(r.test_accuracy, std=r.test_accuracy_std),
+            "macro-F1": _num(r.test_macro_f1, std=r.test_macro_f1_std), "time": _duration(r.train_seconds),
+            "params": _count(r.trainable_parameters),
+            "ckpt": human_bytes(r.checkpoint_bytes), "status": status}
+
+
+def runs_table(rows, root: str = "") -> None:
+    """`promptft runs`: one row per run directory."""
+    if not rows:
+        console.print(f"no runs under {root}" if root else "no runs")
+        return
+    from rich import box
+
+    # A light box with one space between columns: thirteen columns fit a 120-column terminal.
+    table = Table(title=f"runs under {root}" if root else "runs", box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    cells = [_run_cells(r) for r in rows]
+    for col in cells[0]:
+        numeric = col in ("best val", "test acc", "macro-F1", "time", "params", "ckpt")
+        # On a narrow terminal the text columns fold; numbers stay whole.
+        table.add_column(col, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric or col == "status")
+    for c in cells:
+        table.add_row(*c.values())
+    _wide().print(table)
+
+
+def comparison(cmp, show_all: bool = False) -> None:
+    """`promptft compare`: runs as columns; best result per row in green, differing config keys in yellow."""
+    table = Table(title="comparison (config keys that differ in [bold yellow]yellow[/])", show_lines=False)
+    table.add_column("")
+    for r in cmp.rows:
+        table.add_column(r.name, justify="right", overflow="fold")
+    cells = [_run_cells(r) for r in cmp.rows]
+    for key in ("status", "method", "head", "model", "k/seeds", "best val", "test acc", "macro-F1", "time", "params", "ckpt"):
+        values = [c[key] for c in cells]
+        table.add_row(key, *_mark_best(key, values, cmp.rows))
+    table.add_section()
+    for key, values in cmp.differences.items():
+        table.add_row(f"[bold yellow]{key}[/]", *(f"[bold yellow]{_fmt_value(v)}[/]" for v in values))
+    if show_all:
+        for key, value in cmp.same.items():
+            table.add_row(f"[dim]{key}[/]", *([f"[dim]{_fmt_value(value)}[/]"] * len(cmp.rows)))
+    _wide().print(table)
+    if not show_all and cmp.same:
+        console.print(f"{len(cmp.same)} config keys are the same in every run (--all shows them)", style="dim")
+
+
+def _wide() -> Console:
+    # Piped output has no width; rich's 80-column default would fold a 13-column table into a mess.
+    return console if console.is_terminal else Console(width=max(console.width, 160))
+
+
+def _mark_best(key: str, values: list[str], rows) -> list[str]:
+    attr = {"test acc": "test_accuracy", "macro-F1": "test_macro_f1", "best val": "best_validation"}.get(key)
+    if attr is None:
+        return values
+    numbers = [getattr(r, attr) for r in rows]
+    if key == "best val" and len({r.best_metric for r in rows}) > 1:
+        return values  # different metrics are not comparable
+    known = [n for n in numbers if n is not None]
+    if len(known) < 2:
+        return values
+    best = min(known) if key == "best val" and rows[0].best_metric == "loss" else max(known)
+    return [f"[bold green]{v}[/]" if n == best else v for v, n in zip(values, numbers)]
+
+
+def _fmt_value(value) -> str:
+    from rich.markup import escape
+
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        import json
+
+        return escape(json.dumps(value, ensure_ascii=False))
+    return escape(str(value))
+
+
+def seed_summary(s: dict[str, Any]) -> None:
+    """The few-shot protocol's result: each seed's test metrics, then mean ± std over the seeds."""
+    k = f"k={s['k']} per class · " if "k" in s else ""
+    table = Table(title=f"{k}{len(s['seeds'])} seeds · {s.get('run_dir', '')}")
+    for col in ("seed", "accuracy", "macro-F1"):
+        table.add_column(col, justify="right")
+    for i, seed in enumerate(s["seeds"]):
+        table.add_row(str(seed), f"{s['accuracy']['per_seed'][i]:.4f}", f"{s['macro_f1']['per_seed'][i]:.4f}",
+                      end_section=i == len(s["seeds"]) - 1)
+    table.add_row("[bold]mean ± std[/]", *(f"[bold]{s[m]['mean']:.4f} ± {s[m]['std']:.4f}[/]" for m in ("accuracy", "macro_f1")))
+    console.print(table)

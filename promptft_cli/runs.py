@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,6 +17,7 @@ METRICS = "metrics.json"
 HISTORY = "history.jsonl"
 LOG = "train.log"
 CHECKPOINT = "checkpoint"
+CHECKPOINTS = "checkpoints"  # training-state checkpoints for resume (see checkpoints.py)
 DATA = "data"
 REPORT = "data_report.json"
 _UMASK = os.umask(0)
@@ -62,7 +63,8 @@ def read_json(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """`run.json`: written last, so a run without it (or with status != complete) is unfinished."""
+    """`run.json`: `running` from the start, `failed` or `interrupted` when training stops early,
+    `complete` only once metrics.json is written; evaluate and predict read complete runs only."""
 
     status: str
     labels: list[str]
@@ -72,9 +74,17 @@ class RunInfo:
     best_epoch: int | None = None
     train_seconds: float | None = None
     trainable_parameters: int | None = None
+    error: str | None = None
+    """Why an unfinished run stopped (the error or signal), for the user who finds it later."""
 
     def save(self, run_dir: Path) -> None:
         write_json_atomic(run_dir / RUN_INFO, self.__dict__)
+
+    @classmethod
+    def mark(cls, run_dir: Path, status: str, error: str | None = None) -> None:
+        """Change the status of the run in `run_dir`, keeping what run.json already says."""
+        if (run_dir / RUN_INFO).exists():
+            replace(cls.load(run_dir), status=status, error=error).save(run_dir)
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunInfo":
@@ -93,16 +103,27 @@ def require_finished(run_dir: Path) -> RunInfo:
         raise PromptftError("run directory not found", file=run_dir)
     if not (run_dir / RUN_INFO).exists():
         raise PromptftError(f"not a finished run (no {RUN_INFO}); train it first", file=run_dir)
+    if read_json(run_dir / RUN_INFO).get("kind") == "multi-seed":  # see fewshot.py
+        seeds = sorted(p.name for p in run_dir.glob("seed-*"))
+        raise PromptftError(f"this directory holds one run per seed; use one of them, e.g. {run_dir / (seeds or ['seed-N'])[0]}",
+                            file=run_dir)
     info = RunInfo.load(run_dir)
     if info.status != "complete":
-        raise PromptftError(f"run is {info.status}, not complete; finish or resume training first", file=run_dir)
+        why = f" ({info.error})" if info.error else ""
+        raise PromptftError(f"run is {info.status}, not complete{why}; resume it with `promptft train CONFIG --resume`, "
+                            f"or pass --checkpoint {run_dir / CHECKPOINTS}/step-N to use a saved checkpoint", file=run_dir)
     return info
 
 
 def check_output_dir(run_dir: Path, overwrite: bool) -> None:
-    """Never clobber a finished run unless asked."""
-    if (run_dir / RUN_INFO).exists() and not overwrite:
+    """Never clobber a finished run, or an unfinished one that could be resumed, unless asked."""
+    if overwrite or not (run_dir / RUN_INFO).exists():
+        return
+    if RunInfo.load(run_dir).status == "complete":
         raise PromptftError("output directory already holds a finished run; pass --overwrite or change output_dir", file=run_dir)
+    if any((run_dir / CHECKPOINTS).glob("step-*")):
+        raise PromptftError("output directory holds an unfinished run with checkpoints; continue it with "
+                            "`promptft train CONFIG --resume`, or pass --overwrite to start over", file=run_dir)
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

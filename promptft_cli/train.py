@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptft_cli import runs
+from promptft_cli import distributed, model_card, plots, runs, tracking
 from promptft_cli.config import Config, save_config
-from promptft_cli.errors import PromptftError
-from promptft_cli.progress import TrainProgress, status
+from promptft_cli.errors import Interrupted, PromptftError
+from promptft_cli.progress import Tracked, TrainProgress, status
 
 log = logging.getLogger("promptft.train")
 
@@ -43,126 +43,205 @@ def setup(cfg: Config) -> Setup:
     """Seed, prepare the data, encode every split once, build backbone + method + head."""
     from accelerate.utils import set_seed
 
+    from promptft_cli import demonstrations
     from promptft_cli.batching import encode_rows
     from promptft_cli.models import build_classifier, load_tokenizer
     from promptft_cli.prepare import prepare, template_for
 
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-    data = prepare(cfg, tokenizer)
+    with distributed.main_process_first():  # the others then read what the main process prepared
+        data = prepare(cfg, tokenizer)
     template = template_for(cfg)
     index = {label: i for i, label in enumerate(data.labels)}
-    encoded = {name: encode_rows(data[name].rows, template, tokenizer, cfg.model.max_length, index)
+    demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
+    encode = demos.encode_rows if demos else encode_rows  # LM-BFF demonstrations, when configured
+    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}"), template, tokenizer, cfg.model.max_length, index)
                for name in ("train", "validation", "test")}
     classifier = build_classifier(cfg, data.labels, tokenizer)
     return Setup(cfg, data.labels, tokenizer, classifier, encoded)
 
 
-def train(cfg: Config, *, overwrite: bool = False) -> TrainResult:
-    """Train per the config and write a complete run directory; returns the test metrics."""
-    run_dir = cfg.run_dir
-    runs.check_output_dir(run_dir, overwrite)
-    _reset_run_dir(run_dir)
-    save_config(cfg, run_dir / runs.CONFIG)
-    handler = _log_to(run_dir / runs.LOG)
+def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> TrainResult:
+    """Train per the config and write a complete run directory; returns the test metrics.
+
+    `resume` continues an interrupted run from its newest complete checkpoint (same config and data).
+    """
+    from promptft_cli.checkpoints import check_resumable
+
+    run_dir, main = cfg.run_dir, distributed.is_main()
+    distributed.check_supported(cfg)
+    tracking.check_installed(cfg.train.report_to)  # before anything is written: a missing tracker is a config problem
+    distributed.quiet_replicas()
+    if resume:
+        check_resumable(cfg)
+    else:
+        runs.check_output_dir(run_dir, overwrite)
+    with distributed.main_process_first():  # under a launcher only the main process writes the run directory
+        if main:
+            if not resume:
+                _reset_run_dir(run_dir)
+            save_config(cfg, run_dir / runs.CONFIG)
+            runs.RunInfo("running", [], cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+    handler = _log_to(run_dir / runs.LOG) if main else logging.NullHandler()
     try:
         s = setup(cfg)
-        return _run(s, run_dir)
+        return _run(s, run_dir, resume)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        if main:
+            runs.RunInfo.mark(run_dir, "interrupted", str(exc) or "interrupted before a checkpoint")
+        raise
+    except Exception as exc:
+        if main:
+            runs.RunInfo.mark(run_dir, "failed", str(exc))
+        raise
     finally:
         logging.getLogger("promptft").removeHandler(handler)
         handler.close()
 
 
-def _run(s: Setup, run_dir: Path) -> TrainResult:
+def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     import torch
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
+    from promptft_cli import feature_cache
     from promptft_cli.batching import EpochBatches, loader
+    from promptft_cli.checkpoints import Keeper, LoopState, StopOnSignal, remaining_batches
     from promptft_cli.models import load_weights, save_weights, trainable_parameters
 
     cfg, tc = s.cfg, s.cfg.train
     method_lr = __import__("promptft_cli.methods", fromlist=["METHODS"]).METHODS[cfg.method.name].default_lr
     lr = tc.lr or method_lr
-    accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum, mixed_precision=tc.mixed_precision)
+    accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum, mixed_precision=tc.mixed_precision,
+                              **tracking.accelerator_kwargs(tc.report_to, run_dir), **distributed.accelerator_kwargs(cfg.method.name))
+    distributed.check_accelerator(accelerator, tc, resume)
+    main = accelerator.is_main_process
     sampler = EpochBatches(s.encoded["train"].lengths, tc.batch_size, tc.seed)
-    train_loader = loader(s.encoded["train"], sampler, s.tokenizer.pad_token_id)
+    cache = (feature_cache.FeatureCache() if feature_cache.applies(cfg.method.name, s.classifier)
+             and not distributed.shards_weights(accelerator) else None)
+    train_loader = distributed.shard_loader(accelerator, cache.loader("train", s.encoded["train"].labels, sampler) if cache
+                                            else loader(s.encoded["train"], sampler, s.tokenizer.pad_token_id))
     params = [p for p in s.classifier.parameters() if p.requires_grad]
     if not params:
         raise PromptftError(f"method '{cfg.method.name}' leaves nothing to train with head '{cfg.prompt.resolved_head}'", field="method.name")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay)
+    # fused: one kernel per step instead of a dozen passes over every weight; with `full` the unfused step
+    # took a third of CPU training time (py-spy), and Trainer defaults to the fused kernel as well.
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay, fused=_fused_adamw(params))
     steps = tc.epochs * math.ceil(len(sampler) / tc.grad_accum)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * steps), steps)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(s.classifier, optimizer, train_loader, scheduler)
+    # The loader is already sharded: prepare() would re-shard it with a sampler that drops short batches.
+    model, optimizer, scheduler = accelerator.prepare(s.classifier, optimizer, scheduler)
+    params = distributed.clip_params(accelerator, model, params)
+    keeper = Keeper(run_dir, tc.checkpoint_every, tc.keep_checkpoints, accelerator.unwrap_model(model), optimizer,
+                    scheduler, accelerator.scaler, distributed.keeps_training_state(accelerator))
+    st = keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
+    if main:
+        runs.RunInfo("running", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+    tracking.start(accelerator, cfg.dump(), run_dir)
 
     n_trainable = trainable_parameters(s.classifier)
     status(f"training {cfg.method.name} + {cfg.prompt.resolved_head} head: {n_trainable:,} trainable parameters, "
            f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {lr:g}")
     log.info("trainable parameters: %d; lr %g; steps %d", n_trainable, lr, steps)
-    best, best_epoch, best_val, waited, step = None, 0, {}, 0, 0
-    started = time.perf_counter()
-    with TrainProgress(steps, tc.epochs) as bar:
-        for epoch in range(1, tc.epochs + 1):
+    log.info("%s", distributed.describe(accelerator, tc, len(sampler), steps))
+    if accelerator.num_processes > 1:
+        status(distributed.describe(accelerator, tc, len(sampler), steps))
+    if cache:  # encoded here, inside the timed part: this is what training the head costs
+        cache.fill(s.classifier, {k: s.encoded[k] for k in ("train", "validation")}, tc.eval_batch_size)
+    with TrainProgress(steps, tc.epochs) as bar, StopOnSignal() as stop:
+        bar.update(st.step)
+        for epoch in st.epochs_left(tc.epochs):
             model.train()
-            sampler.set_epoch(epoch)
             tick, seen = time.perf_counter(), 0
-            for batch in train_loader:
+            for batch in remaining_batches(accelerator, train_loader, epoch, st.batch):
                 with accelerator.accumulate(model):
                     labels = batch.pop("labels")
                     loss = torch.nn.functional.cross_entropy(model(**batch).float(), labels)
+                    _check_finite(loss, st.step + 1, run_dir)
                     accelerator.backward(loss)
                     if tc.max_grad_norm and accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(params, tc.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad()
-                seen += labels.size(0)
+                seen += labels.size(0) * accelerator.num_processes
+                st.batch += 1
                 if accelerator.sync_gradients:
-                    step += 1
-                    _check_finite(loss, step)
-                    runs.append_jsonl(run_dir / runs.HISTORY, {"step": step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+                    st.step += 1
+                    loss = distributed.mean_loss(accelerator, loss)
+                    if main:
+                        runs.append_jsonl(run_dir / runs.HISTORY, {"step": st.step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+                    tracking.log(accelerator, {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, st.step)
                     bar.update(1, epoch=epoch, loss=loss.item(), lr=scheduler.get_last_lr()[0], eps=seen / (time.perf_counter() - tick))
-            val = _validate(accelerator.unwrap_model(model), s)
-            runs.append_jsonl(run_dir / runs.HISTORY, {"epoch": epoch, "step": step, **{f"val_{k}": v for k, v in val.items()}})
+                    keeper.step_done(st, stop)
+            val = _validate(distributed.eval_model(accelerator, model), s, cache)  # gathered: the same in every process
+            if main:
+                runs.append_jsonl(run_dir / runs.HISTORY, {"epoch": epoch, "step": st.step, **{f"val_{k}": v for k, v in val.items()}})
+            tracking.log(accelerator, {f"val/{k}": v for k, v in val.items()}, st.step)
             log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in val.items()))
             bar.update(0, val=f"{tc.early_stopping.metric} {val[tc.early_stopping.metric]:.3f}")
-            if best is None or _better(val, best, tc.early_stopping.metric):
-                best, best_epoch, best_val, waited = val, epoch, val, 0
-                _save_checkpoint(accelerator.unwrap_model(model), run_dir, save_weights)
+            if st.best is None or _better(val, st.best, tc.early_stopping.metric):
+                st.best, st.best_epoch, st.waited = val, epoch, 0
+                with distributed.full_weights(accelerator, model):
+                    if main:
+                        _save_checkpoint(accelerator.unwrap_model(model), run_dir, save_weights)
             else:
-                waited += 1
-                if waited >= tc.early_stopping.patience:
-                    log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
-                    break
-    seconds = time.perf_counter() - started
-    final = load_weights(accelerator.unwrap_model(model), run_dir / runs.CHECKPOINT)
-    metrics = _test_metrics(final, s)
-    metrics.update(best_epoch=best_epoch, train_seconds=round(seconds, 3))
-    runs.write_json_atomic(run_dir / runs.METRICS, metrics)
-    runs.RunInfo("complete", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name,
-                 best_epoch, round(seconds, 3), n_trainable).save(run_dir)
-    return TrainResult(run_dir, metrics, best_epoch, best_val, seconds, n_trainable)
+                st.waited += 1
+            st.next_epoch(epoch, tc.early_stopping.patience)
+            keeper.epoch_done(st, stop)
+            if st.stopped_early:
+                log.info("early stopping after epoch %d (best epoch %d)", epoch, st.best_epoch)
+                break  # epochs_left() was evaluated when the loop began
+    seconds, best_epoch, step = keeper.elapsed(), st.best_epoch, st.step
+    accelerator.wait_for_everyone()  # every process loads the best checkpoint the main process wrote
+    with distributed.full_weights(accelerator, model, writeback=True):
+        load_weights(accelerator.unwrap_model(model), run_dir / runs.CHECKPOINT)
+    metrics = _test_metrics(distributed.eval_model(accelerator, model), s)
+    # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
+    metrics.update(best_epoch=best_epoch)
+    if main:
+        runs.write_json_atomic(run_dir / runs.METRICS, metrics)
+    tracking.log(accelerator, {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]}, step)
+    tracking.finish(accelerator)
+    info = runs.RunInfo("complete", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name,
+                        best_epoch, round(seconds, 3), n_trainable)
+    if main:
+        plots.write_run_plots(run_dir, metrics, best_epoch)
+        model_card.write_model_card(run_dir, info)
+        info.save(run_dir)
+        status(f"saved {plots.CURVES}, {plots.CONFUSION} and the model card {model_card.README} in {run_dir}")
+    return TrainResult(run_dir, metrics, best_epoch, st.best or {}, seconds, n_trainable)
 
 
-def _validate(classifier, s: Setup) -> dict[str, float]:
+def _validate(classifier, s: Setup, cache=None) -> dict[str, float]:
     import numpy as np
 
+    from promptft_cli.distributed import predict_proba
     from promptft_cli.evaluate import metrics_from_proba
-    from promptft_cli.predict import predict_proba
 
     split = s.encoded["validation"]
-    probs = predict_proba(classifier, split, s.cfg.train.eval_batch_size)
+    probs = cache.proba(classifier, "validation") if cache else predict_proba(classifier, split, s.cfg.train.eval_batch_size)
     metrics = metrics_from_proba(probs, split.labels, s.labels)
     loss = float(-np.log(np.clip(probs[np.arange(len(split)), split.labels], 1e-12, None)).mean())
     return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}
 
 
 def _test_metrics(classifier, s: Setup) -> dict[str, Any]:
+    from promptft_cli.distributed import predict_proba
     from promptft_cli.evaluate import metrics_from_proba
-    from promptft_cli.predict import predict_proba
 
     split = s.encoded["test"]
     return metrics_from_proba(predict_proba(classifier, split, s.cfg.train.eval_batch_size), split.labels, s.labels)
+
+
+def _fused_adamw(params) -> bool:
+    """torch's fused AdamW takes floating-point weights on the CPU, CUDA, XPU or MPS (torch >= 2.4 for the CPU)."""
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices as supported
+    except ImportError:  # a private helper of torch: without it, keep the portable implementation
+        return False
+    return all(p.is_floating_point() and p.device.type in supported() for p in params)
 
 
 def _better(val: dict[str, float], best: dict[str, float], metric: str) -> bool:
@@ -170,12 +249,17 @@ def _better(val: dict[str, float], best: dict[str, float], metric: str) -> bool:
     return val[metric] < best[metric] if metric == "loss" else val[metric] > best[metric]
 
 
-def _check_finite(loss, step: int) -> None:
+def _check_finite(loss, step: int, run_dir: Path) -> None:
+    """Stop before a NaN/inf loss reaches the weights; nothing after the last good checkpoint is saved."""
     import torch
 
     if not torch.isfinite(loss.detach()).all():
-        raise PromptftError(f"training loss became {loss.item()} at step {step}; lower train.lr or check the data "
-                            "(the last good checkpoint is kept)", field="train.lr")
+        from promptft_cli.checkpoints import latest
+
+        good = latest(run_dir / runs.CHECKPOINTS)
+        kept = f"the last good checkpoint is {good}" if good else "no checkpoint was saved before it"
+        raise PromptftError(f"training loss became {loss.item()} at step {step}; lower train.lr or check the data ({kept})",
+                            field="train.lr")
 
 
 def _save_checkpoint(classifier, run_dir: Path, save_weights) -> None:
@@ -194,9 +278,13 @@ def _save_checkpoint(classifier, run_dir: Path, save_weights) -> None:
 def _reset_run_dir(run_dir: Path) -> None:
     """Remove what an earlier run left (the finished marker first), keeping prepared data for reuse."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (runs.RUN_INFO, runs.METRICS, runs.HISTORY, runs.LOG):
+    for name in (runs.RUN_INFO, runs.METRICS, runs.HISTORY, runs.LOG, plots.CURVES, plots.CONFUSION, model_card.README):
         (run_dir / name).unlink(missing_ok=True)
+    for stale in run_dir.glob("evaluation*.*"):  # `promptft evaluate` results of the model being replaced
+        stale.unlink()
     shutil.rmtree(run_dir / runs.CHECKPOINT, ignore_errors=True)
+    shutil.rmtree(run_dir / runs.CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(run_dir / tracking.TENSORBOARD_DIR, ignore_errors=True)
 
 
 def _log_to(path: Path) -> logging.Handler:

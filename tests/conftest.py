@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tiny models run fastest on one thread (OpenMP start-up dominates otherwise, ~10x on 2 shared cores);
+# set before torch is imported so subprocesses started by tests inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Enough WordPiece vocabulary for the test sentences; single letters and their "##" forms let any
 # lowercase ASCII word tokenize without [UNK] (slowly, letter by letter).
@@ -109,3 +116,22 @@ def toy_project(tmp_path, tiny_encoder):
     write_csv(tmp_path / "train.csv", toy_sentiment_rows(80))
     write_csv(tmp_path / "test.csv", toy_sentiment_rows(20, seed=1))
     return write_config(tmp_path, tiny_encoder, data={"train": "train.csv", "test": "test.csv"})
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_encoder):
+    """One real tiny LoRA training (2 epochs, TensorBoard on), shared by the tests of what a run leaves behind.
+
+    Returns the run directory; tests that change files in it should copy it first.
+    """
+    from factories import toy_sentiment_rows, write_config, write_csv
+
+    from promptft_cli.config import load_config
+    from promptft_cli.train import train
+
+    root = tmp_path_factory.mktemp("trained-run")
+    write_csv(root / "train.csv", toy_sentiment_rows(80))
+    write_csv(root / "test.csv", toy_sentiment_rows(20, seed=1))
+    config = write_config(root, tiny_encoder, data={"train": "train.csv", "test": "test.csv"},
+                          method={"name": "lora", "r": 4}, train={"report_to": ["tensorboard"]}, output_dir="runs/lora")
+    return train(load_config(config)).run_dir

@@ -1,0 +1,208 @@
+"""The few-shot protocol (LM-BFF): one run per seed on k examples per class, reported as mean ± std.
+
+`data.few_shot.seeds` makes `output_dir` a parent directory: `seed-<s>/` holds one complete run per
+seed (its config samples k per class from train and from validation with seed s and trains with
+train.seed = s), `summary.json` the mean, std and per-seed values of each metric, and `run.json`
+(kind `multi-seed`) says `complete` only once every seed finished.
+
+The held-out validation and test pools are drawn once, with the config's train.seed, into `pool/`:
+every seed is tested on the same test set, so the spread reflects the sampled training examples and
+the training seed, as in LM-BFF, not a different test split per seed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from promptft_cli import plots, runs
+from promptft_cli.config import Config, load_config, save_config, validate_config
+from promptft_cli.data import SPLITS, load_splits
+from promptft_cli.errors import PromptftError
+from promptft_cli.progress import status
+
+MULTI_SEED = "multi-seed"
+SUMMARY = "summary.json"
+POOL = "pool"
+METRICS = ("accuracy", "macro_f1")
+
+
+@dataclass
+class SeedsInfo:
+    """The parent's `run.json`: its fields are a superset of RunInfo's, so run-directory checks read it."""
+
+    status: str
+    labels: list[str]
+    method: str
+    head: str
+    model: str
+    seeds: list[int]
+    finished: list[int] = field(default_factory=list)
+    kind: str = MULTI_SEED
+    error: str | None = None
+
+    def save(self, run_dir: Path) -> None:
+        runs.write_json_atomic(run_dir / runs.RUN_INFO, asdict(self))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "SeedsInfo":
+        data = runs.read_json(run_dir / runs.RUN_INFO)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def is_multi_seed(run_dir: Path) -> bool:
+    path = run_dir / runs.RUN_INFO
+    return path.is_file() and runs.read_json(path).get("kind") == MULTI_SEED
+
+
+def seed_dir(parent: Path, seed: int) -> Path:
+    return parent / f"seed-{seed}"
+
+
+def train_seeds(cfg: Config, *, overwrite: bool = False, resume: bool = False,
+                train_one: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Train one run per seed of `data.few_shot.seeds`; write and return the summary (mean ± std).
+
+    Seeds whose run finished earlier with the same config are kept, so running it again after an
+    interruption continues with the next seed; `resume` also continues the interrupted seed's run
+    from its checkpoint.
+    """
+    if train_one is None:
+        from promptft_cli.train import train as train_one
+    fs = cfg.data.few_shot
+    if not fs or not fs.seeds:
+        raise PromptftError("the few-shot protocol needs data.few_shot.seeds", field="data.few_shot.seeds")
+    if len(set(fs.seeds)) != len(fs.seeds):
+        raise PromptftError(f"data.few_shot.seeds repeats a seed: {fs.seeds}", field="data.few_shot.seeds")
+    parent = cfg.run_dir
+    runs.check_output_dir(parent, overwrite)
+    _clear_parent(parent)
+    labels = write_pools(cfg, parent / POOL)
+    save_config(cfg, parent / runs.CONFIG)
+    info = SeedsInfo("running", labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name, list(fs.seeds))
+    info.save(parent)
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        for i, seed in enumerate(fs.seeds, start=1):
+            results[seed] = _run_seed(config_for_seed(cfg, seed), f"seed {seed} ({i}/{len(fs.seeds)})",
+                                      overwrite, resume, train_one)
+            info.finished.append(seed)
+            info.save(parent)
+    except Exception as exc:
+        info.status, info.error = "failed", f"seed {seed}: {exc}"
+        info.save(parent)
+        raise
+    except BaseException as exc:  # Ctrl-C, SIGTERM (errors.Interrupted): the seed's run keeps its checkpoint
+        info.status, info.error = "interrupted", f"seed {seed}: {exc or type(exc).__name__}"
+        info.save(parent)
+        raise
+    summary = summarize(results, cfg, parent)
+    runs.write_json_atomic(parent / SUMMARY, summary)
+    plots.plot_seeds(summary, parent / plots.SEEDS)
+    info.status = "complete"  # last: the parent counts as finished only once its summary is written
+    info.save(parent)
+    return summary
+
+
+def _run_seed(seed_cfg: Config, name: str, overwrite: bool, resume: bool, train_one: Callable[..., Any]) -> dict[str, Any]:
+    """The test metrics of one seed's run: kept when it already finished with this config, else trained."""
+    kept = _finished_metrics(seed_cfg, overwrite)
+    if kept is not None:
+        status(f"{name}: kept the finished run in {seed_cfg.run_dir}")
+        return kept
+    status(f"{name}: k={seed_cfg.data.few_shot.k} per class → {seed_cfg.run_dir}")
+    if resume and any((seed_cfg.run_dir / runs.CHECKPOINTS).glob("step-*")):
+        return train_one(seed_cfg, resume=True).metrics
+    return train_one(seed_cfg, overwrite=overwrite).metrics
+
+
+def _clear_parent(parent: Path) -> None:
+    """Remove the summary, and whatever a single run left here before, so nothing stale sits beside the seeds."""
+    import shutil
+
+    for name in (SUMMARY, plots.SEEDS, runs.METRICS, runs.HISTORY, runs.LOG):
+        (parent / name).unlink(missing_ok=True)
+    shutil.rmtree(parent / runs.CHECKPOINT, ignore_errors=True)
+
+
+def write_pools(cfg: Config, pool_dir: Path) -> list[str]:
+    """Clean and hold out the splits once (no few-shot sampling) and write them where every seed reads them."""
+    data = load_splits(cfg.data.model_copy(update={"few_shot": None}), cfg.path, cfg.train.seed)
+    label_column = cfg.data.label_column
+    for name in SPLITS:
+        # Keep the user's label column name, so each seed's config reads like theirs.
+        rows = [{**{c: r[c] for c in cfg.data.columns}, label_column: r["label"]} for r in data[name].rows]
+        runs.write_jsonl_atomic(pool_dir / f"{name}.jsonl", rows)
+    return data.labels
+
+
+def config_for_seed(cfg: Config, seed: int) -> Config:
+    """The parent config with one seed: sampling and training seeded by it, data read from the pools."""
+    raw = cfg.dump()
+    pool = (cfg.run_dir / POOL).resolve()
+    raw["data"].update({name: str(pool / f"{name}.jsonl") for name in SPLITS}, encoding="utf-8",
+                       few_shot={"k": cfg.data.few_shot.k, "seed": seed, "seeds": None})
+    raw["train"]["seed"] = seed
+    raw["output_dir"] = str(seed_dir(cfg.run_dir.resolve(), seed))
+    seed_cfg = validate_config(raw)
+    seed_cfg.base_dir = cfg.base_dir
+    return seed_cfg
+
+
+def _finished_metrics(seed_cfg: Config, overwrite: bool) -> dict[str, Any] | None:
+    """Metrics of a seed's run finished earlier with this exact config and data (an interrupted parent continues)."""
+    from promptft_cli.prepare import data_fingerprint
+
+    run_dir = seed_cfg.run_dir
+    needed = (runs.RUN_INFO, runs.METRICS, runs.CONFIG, runs.REPORT)
+    if overwrite or not all((run_dir / name).is_file() for name in needed):
+        return None
+    if runs.RunInfo.load(run_dir).status != "complete":
+        return None
+    saved = yaml.safe_load((run_dir / runs.CONFIG).read_text(encoding="utf-8"))
+    if saved != yaml.safe_load(yaml.safe_dump(seed_cfg.dump(), sort_keys=False, allow_unicode=True)):
+        return None
+    if runs.read_json(run_dir / runs.REPORT).get("fingerprint") != data_fingerprint(seed_cfg):
+        return None  # the data files changed since: train this seed again
+    return runs.read_json(run_dir / runs.METRICS)
+
+
+def summarize(results: dict[int, dict[str, Any]], cfg: Config | None, run_dir: Path) -> dict[str, Any]:
+    """Mean, std and per-seed values of each metric; std is the population std (ddof 0), as LM-BFF reports."""
+    seeds = list(results)
+    summary: dict[str, Any] = {name: _stats([results[s][name] for s in seeds]) for name in METRICS}
+    summary.update(seeds=seeds, runs=[seed_dir(run_dir, s).name for s in seeds], run_dir=str(run_dir),
+                   n_test=results[seeds[0]]["n"])
+    if cfg is not None:
+        summary.update(k=cfg.data.few_shot.k, method=cfg.method.name, head=cfg.prompt.resolved_head, model=cfg.model.name)
+    return summary
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "per_seed": values}
+
+
+def multi_seed_dir(target: Path, overrides: list[str] | None = None) -> Path | None:
+    """The multi-seed parent that `target` (a run directory or a config) points at, if it is one."""
+    run_dir = target if target.is_dir() else load_config(target, overrides).run_dir
+    return run_dir if is_multi_seed(run_dir) else None
+
+
+def evaluate_seeds(parent: Path, data: Path | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Evaluate every seed's run (on its test split or on `data`) and aggregate as mean ± std."""
+    from promptft_cli.evaluate import evaluate_target
+
+    info = SeedsInfo.load(parent)
+    if info.status != "complete":
+        missing = [s for s in info.seeds if s not in info.finished]
+        raise PromptftError(f"multi-seed run is {info.status} (seeds not finished: {', '.join(map(str, missing)) or 'none'}); "
+                            "run `promptft train CONFIG` again to finish it", file=parent)
+    results = {seed: evaluate_target(seed_dir(parent, seed), data, None, batch_size)[0] for seed in info.seeds}
+    saved = runs.read_json(parent / SUMMARY) if (parent / SUMMARY).exists() else {}
+    summary = summarize(results, None, parent)
+    summary.update({k: saved[k] for k in ("k", "method", "head", "model") if k in saved})
+    return summary

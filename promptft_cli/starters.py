@@ -1,0 +1,189 @@
+"""`promptft init [TEMPLATE]`: commented starter configs that validate as written.
+
+Data paths point at the bundled sample data when it is there (a source checkout), otherwise at
+clearly marked placeholders that still validate, so `promptft config show` works before editing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptft_cli.errors import PromptftError
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+PLACEHOLDER = "PLACEHOLDER"
+
+
+@dataclass(frozen=True)
+class Starter:
+    summary: str
+    sample: str
+    """File in sample_data/ the starter trains on."""
+    columns: str
+    """What the data file must hold, for the placeholder comment."""
+    body: str
+    """The YAML; `{train}`, `{train_note}` and `{output}` are filled in, so literal braces are doubled."""
+    command: str = "promptft train"
+    """The command the config's first line tells the user to run."""
+
+
+_HEADER = """# {command} {config}
+{summary}
+# Check it: `promptft config show {config}` prints it with every default filled in.
+# Every key can be overridden without editing: --set train.epochs=3 --set method.name=lora
+"""
+
+STARTERS: dict[str, Starter] = {
+    "sentiment": Starter(
+        "Sentiment (positive/negative) with a LoRA adapter on the embedded MiniLM encoder.",
+        "sentiment.csv", "columns: text,label", """task: classification
+model:
+  name: default              # the embedded MiniLM (offline); or a Hugging Face id / local folder
+  max_length: 128            # tokens; longer texts are cut (the template never is)
+data:
+  train: {train}{train_note}
+  # validation: val.csv      # optional; otherwise a stratified 10% of train is held out
+  # test: test.csv           # optional; otherwise a stratified 20% of train is held out
+  text_column: text
+  label_column: label
+method:
+  name: lora                 # full | head | bitfit | prompt_tuning | p_tuning | prefix_tuning | lora
+  r: 8                       # rank: higher = more capacity, more memory
+  alpha: 16
+train:
+  epochs: 6
+  batch_size: 16
+  lr: 1.0e-3                 # null = the method's default
+  seed: 42
+  early_stopping:
+    metric: accuracy         # accuracy | macro_f1 | loss on the validation split
+    patience: 3              # epochs without gain before stopping
+  # report_to: [tensorboard] # logs to <output_dir>/tensorboard; mlflow and wandb work too
+output_dir: {output}         # the run directory (relative to this file)
+"""),
+    "topic": Starter(
+        "Topic classification (several classes) by prompt tuning: only a soft prompt and a head are trained.",
+        "topic.csv", "columns: text,label", """task: classification
+model:
+  name: default              # the embedded MiniLM (offline); or a Hugging Face id / local folder
+  max_length: 64             # headlines are short
+data:
+  train: {train}{train_note}
+  text_column: text
+  label_column: label
+  # few_shot: {{k: 16, seeds: [13, 21, 42, 87, 100]}}  # LM-BFF protocol: k examples per class, one run per seed
+method:
+  name: prompt_tuning
+  num_virtual_tokens: 20     # soft-prompt length
+  init: text                 # start from the embeddings of init_text
+  init_text: "Classify the topic of this headline:"
+train:
+  epochs: 8
+  batch_size: 16
+  lr: 3.0e-2                 # soft prompts need a large learning rate
+  seed: 42
+  early_stopping:
+    metric: macro_f1         # fairer than accuracy when classes are unbalanced
+    patience: 3
+output_dir: {output}
+"""),
+    "pair": Starter(
+        "A sentence-pair task (natural-language inference: premise + hypothesis -> label) with LoRA.",
+        "nli.jsonl", "fields: premise,hypothesis,label", """task: classification
+model:
+  name: default              # the embedded MiniLM (offline); or a Hugging Face id / local folder
+  max_length: 128
+data:
+  train: {train}{train_note}
+  text_columns: [premise, hypothesis]   # both go into the template by name
+  label_column: label
+prompt:
+  template: "{{premise}} Question: {{hypothesis}}"   # {{column}} inserts a column; see README: Templates
+method:
+  name: lora
+  r: 8
+  alpha: 16
+train:
+  epochs: 8
+  batch_size: 16
+  lr: 1.0e-3
+  seed: 42
+  early_stopping:
+    metric: accuracy
+    patience: 3
+output_dir: {output}
+"""),
+    "zero-shot": Starter(
+        "Zero-shot: no training; the template and verbalizer alone pick the label. Run it with "
+        "`promptft evaluate CONFIG` (test split) or `promptft predict CONFIG INPUT`.",
+        "sentiment.csv", "columns: text,label (labels must be the verbalizer's keys)", """task: classification
+model:
+  name: default              # the embedded MiniLM: compares the text with each label's words
+  max_length: 128
+data:
+  train: {train}{train_note}
+  text_column: text
+  label_column: label
+prompt:
+  template: "{{text}}"         # an encoder embeds the text itself; with a masked LM use "{{text}} It was {{mask}}."
+  verbalizer:                # label -> word(s) that express it
+    positive: [great, good]
+    negative: [terrible, bad]
+  head: verbalizer           # on an encoder without LM head: cosine similarity to the label words
+  combine: mean              # several words per label: mean (or max) of their scores
+method:
+  name: head                 # only used if you fine-tune this config later with `promptft train`
+output_dir: {output}
+""", command="promptft evaluate"),
+}
+
+
+def names() -> list[str]:
+    return list(STARTERS)
+
+
+def render(name: str, config_path: Path) -> str:
+    """The starter's text for a config written to `config_path` (data paths are relative to it)."""
+    starter = _get(name)
+    sample = SAMPLE_DATA / starter.sample
+    if sample.exists():
+        train, note = _relative(sample, config_path.parent), "   # sample data shipped with promptft; point it at yours"
+    else:
+        suffix = Path(starter.sample).suffix
+        train = f"data/train{suffix}"
+        note = f"   # {PLACEHOLDER}: your labelled CSV/TSV/JSONL ({starter.columns})"
+    summary = "\n".join("# " + line for line in textwrap.wrap(starter.summary, 98))
+    header = _HEADER.format(command=starter.command, config=config_path.name, summary=summary)
+    return header + starter.body.format(train=train, train_note=note, output=f"runs/{config_path.stem}")
+
+
+def write(name: str, path: Path, force: bool = False) -> Path:
+    """Write starter `name` to `path`; an existing file is kept unless `force`."""
+    if path.exists() and not force:
+        raise PromptftError("file exists; pass --force to replace it or choose another path with -o", file=path)
+    if path.is_dir():
+        raise PromptftError("expected a file path for the config, got a directory", file=path)
+    text = render(name, path)
+    from promptft_cli.runs import write_text_atomic
+
+    write_text_atomic(path, text)
+    return path
+
+
+def _get(name: str) -> Starter:
+    if name not in STARTERS:
+        close = difflib.get_close_matches(name, STARTERS, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise PromptftError(f"unknown starter '{name}'{hint}; choose one of {', '.join(STARTERS)}")
+    return STARTERS[name]
+
+
+def _relative(target: Path, start: Path) -> str:
+    try:
+        return Path(os.path.relpath(target, start.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return target.as_posix()
