@@ -127,9 +127,12 @@ class MethodConfig(BaseModel):
             return raw
         raw = dict(raw)
         name = raw.pop("name", "prompt_tuning")
-        if name not in METHODS:
+        if not isinstance(name, str) or name not in METHODS:
             raise ValueError(f"unknown method '{name}'{_suggest(str(name), METHODS)}; choose one of {', '.join(METHODS)}")
-        opts = raw.pop("options", {}) | raw
+        opts = raw.pop("options", {})
+        if not isinstance(opts, dict):
+            raise ValueError("method.options must be a mapping of option names to values")
+        opts = opts | raw
         return {"name": name, "options": METHODS[name].options.model_validate(opts)}
 
     def dump(self) -> dict[str, Any]:
