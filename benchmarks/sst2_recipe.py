@@ -49,10 +49,15 @@ RECIPE: dict[str, Any] = {
         "head": "verbalizer",
         "combine": "mean",
     },
-    "method": {"name": "lora"},
-    "train": {"epochs": 10, "lr": 2.0e-3, "batch_size": 8, "eval_batch_size": 128, "warmup_ratio": 0.1,
-              "early_stopping": {"patience": 10, "metric": "accuracy"}},
+    # The encoder itself trains: with 32 examples full fine-tuning at a small lr edged out LoRA on the dev
+    # split (78.3 vs 78.9 on seed 13, a wash), and self-training needs an encoder that can move.
+    "method": {"name": "full"},
+    "train": {"epochs": 10, "lr": 2.0e-5, "batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.1,
+              "early_stopping": {"patience": 10, "metric": "accuracy"},
+              # PET's setting: unlabelled in-domain text (train rows outside the sample, labels dropped).
+              "self_training": {"rounds": 1, "share": 0.5, "epochs": 2}},
 }
+UNLABELED = 3000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,7 +115,7 @@ def build_config(args: argparse.Namespace, train: Path, test: Path, out: Path):
     from promptft_cli.config import apply_override, validate_config
 
     raw = copy.deepcopy(RECIPE)
-    raw["data"] = {"train": str(train), "test": str(test), "few_shot": {"k": args.k, "seeds": args.seeds}}
+    raw["data"] = {"train": str(train), "test": str(test), "few_shot": {"k": args.k, "seeds": args.seeds, "unlabeled": UNLABELED}}
     raw["output_dir"] = str(out)
     for item in args.overrides:
         apply_override(raw, item)

@@ -45,6 +45,8 @@ class FewShotConfig(Section):
     """Seed for the sampling when `seeds` is not given."""
     seeds: list[int] | None = None
     """One run per seed; results are reported as mean ± std (LM-BFF uses 13, 21, 42, 87, 100)."""
+    unlabeled: int | None = Field(None, ge=1)
+    """Also keep N train rows outside the sample, labels dropped, as unlabelled data for `train.self_training` (PET's protocol)."""
 
 
 class DataConfig(Section):
@@ -66,6 +68,8 @@ class DataConfig(Section):
     """Share of train held out for test when no test file is given."""
     few_shot: FewShotConfig | None = None
     """Sample k examples per class (the few-shot protocol)."""
+    unlabeled: str | None = None
+    """Unlabelled texts (same text columns; any label column is ignored) for `train.self_training`."""
     encoding: str = "utf-8"
     """Text encoding of the data files (`utf-8` also accepts a BOM)."""
 
@@ -146,6 +150,15 @@ class EarlyStoppingConfig(Section):
     """Validation metric that picks the best checkpoint."""
 
 
+class SelfTrainingConfig(Section):
+    rounds: int = Field(1, ge=1, le=10)
+    """Rounds of pseudo-labelling; each labels the unlabelled data with the latest model and retrains from the start."""
+    share: float = Field(0.5, gt=0, le=1)
+    """Share of the unlabelled examples kept per round: the most confident, in equal numbers per predicted label."""
+    epochs: int = Field(2, ge=1)
+    """Epochs of each retraining on the labelled + pseudo-labelled examples."""
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     """Passes over the training data."""
@@ -175,6 +188,8 @@ class TrainConfig(Section):
     """Optimiser steps between resumable checkpoints; null saves one at the end of each epoch only."""
     keep_checkpoints: int = Field(2, ge=1)
     """Resumable checkpoints kept in `checkpoints/` (the newest N; older ones are deleted)."""
+    self_training: SelfTrainingConfig | None = None
+    """Pseudo-label the unlabelled data (`data.unlabeled` or `data.few_shot.unlabeled`) and retrain on the confident part."""
 
 
 class Config(Section):
@@ -193,6 +208,16 @@ class Config(Section):
     def _method_default(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _unlabeled_pairs_with_self_training(self) -> "Config":
+        has_pool = bool(self.data.unlabeled or (self.data.few_shot and self.data.few_shot.unlabeled))
+        if self.train.self_training and not has_pool:
+            raise ValueError("train.self_training needs unlabelled data: set data.unlabeled (a file) "
+                             "or data.few_shot.unlabeled (N rows of train outside the sample)")
+        if has_pool and not self.train.self_training:
+            raise ValueError("unlabelled data is only used by self-training: add train.self_training: {rounds: 1}")
+        return self
+
     # Set by the loader so relative paths resolve against the config file, as users expect.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -210,7 +235,7 @@ class Config(Section):
         data = self.model_dump(mode="json", exclude={"base_dir", "method"})
         # Paths become absolute: the copy saved in the run directory must find the same model and files
         # from there (predict and evaluate read only the run directory).
-        for split in ("train", "validation", "test"):
+        for split in ("train", "validation", "test", "unlabeled"):
             if data["data"][split]:
                 data["data"][split] = str(self.path(data["data"][split]).absolute())
         if self.model.name != "default" and self.path(self.model.name).exists():

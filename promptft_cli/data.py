@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 from promptft_cli.errors import PromptftError
 
 SPLITS = ("train", "validation", "test")
+UNLABELED = "unlabeled"
+"""The optional split of texts without labels, read only by self-training."""
 _SPACES = re.compile(r"\s+")
 csv.field_size_limit(1 << 26)
 MAX_TEXT_CHARS = 100_000
@@ -329,10 +331,27 @@ def load_splits(data_cfg, resolve: Callable[[str], Path], seed: int) -> Prepared
     labels = _check_labels(splits, data_cfg.label_column)
     if data_cfg.few_shot:
         fs = data_cfg.few_shot
-        splits["train"] = sample_k_per_class(splits["train"], fs.k, fs.seed, strict=True)
+        full_train = splits["train"]
+        splits["train"] = sample_k_per_class(full_train, fs.k, fs.seed, strict=True)
         splits["validation"] = sample_k_per_class(splits["validation"], fs.k, fs.seed, strict=False)
+        if fs.unlabeled:
+            splits[UNLABELED] = unlabeled_rest(full_train, splits["train"], fs.unlabeled, fs.seed)
+    if data_cfg.unlabeled:
+        path = resolve(data_cfg.unlabeled)
+        if not path.exists():
+            raise PromptftError("file not found", file=path, field="data.unlabeled")
+        splits[UNLABELED], counts = read_split(path, UNLABELED, columns, None, enc)
+        dropped[UNLABELED] = dict(counts)
     report = {"dropped": dropped, "notes": notes}
-    return PreparedData(labels, columns, {n: splits[n] for n in SPLITS}, report)
+    return PreparedData(labels, columns, {n: splits[n] for n in (*SPLITS, UNLABELED) if n in splits}, report)
+
+
+def unlabeled_rest(full: Split, sampled: Split, n: int, seed: int) -> Split:
+    """Up to n rows of `full` that the few-shot sample did not take, labels dropped (PET's unlabelled set)."""
+    taken = {id(r) for r in sampled.rows}
+    rest = [r for r in full.rows if id(r) not in taken]
+    picked = random.Random(seed + 1).sample(rest, min(n, len(rest)))
+    return Split(UNLABELED, [{k: v for k, v in r.items() if k != "label"} for r in picked], f"{full.source} (labels dropped)")
 
 
 def _check_labels(splits: dict[str, Split], label_column: str = "label") -> list[str]:
@@ -354,7 +373,7 @@ def _check_labels(splits: dict[str, Split], label_column: str = "label") -> list
 def fingerprint(data_cfg, resolve: Callable[[str], Path], seed: int, extra: Any = None) -> str:
     """Hash of the data settings and file contents: prepared data is stale when this changes."""
     h = hashlib.sha256(json.dumps([data_cfg.model_dump(mode="json"), seed, extra], sort_keys=True).encode())
-    for name in SPLITS:
+    for name in (*SPLITS, UNLABELED):
         value = getattr(data_cfg, name)
         if value and resolve(value).is_file():
             h.update(resolve(value).read_bytes())

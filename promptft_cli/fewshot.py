@@ -131,7 +131,7 @@ def _clear_parent(parent: Path) -> None:
 
 def write_pools(cfg: Config, pool_dir: Path) -> list[str]:
     """Clean and hold out the splits once (no few-shot sampling) and write them where every seed reads them."""
-    data = load_splits(cfg.data.model_copy(update={"few_shot": None}), cfg.path, cfg.train.seed)
+    data = load_splits(cfg.data.model_copy(update={"few_shot": None, "unlabeled": None}), cfg.path, cfg.train.seed)
     label_column = cfg.data.label_column
     for name in SPLITS:
         # Keep the user's label column name, so each seed's config reads like theirs.
@@ -145,7 +145,8 @@ def config_for_seed(cfg: Config, seed: int) -> Config:
     raw = cfg.dump()
     pool = (cfg.run_dir / POOL).resolve()
     raw["data"].update({name: str(pool / f"{name}.jsonl") for name in SPLITS}, encoding="utf-8",
-                       few_shot={"k": cfg.data.few_shot.k, "seed": seed, "seeds": None})
+                       few_shot={"k": cfg.data.few_shot.k, "seed": seed, "seeds": None,
+                                 "unlabeled": cfg.data.few_shot.unlabeled})
     raw["train"]["seed"] = seed
     raw["output_dir"] = str(seed_dir(cfg.run_dir.resolve(), seed))
     seed_cfg = validate_config(raw)

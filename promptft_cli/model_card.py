@@ -132,6 +132,10 @@ def _training_section(cfg: dict, info: runs.RunInfo) -> str:
              f"training time {seconds}"]
     if few:
         items.insert(0, f"few-shot: k={few.get('k')} examples per class")
+    if t.get("self_training"):
+        st = t["self_training"]
+        items.append(f"self-training: {st['rounds']} round(s) of {st['epochs']} epoch(s), each on the labelled data plus the "
+                     f"{st['share']:.0%} most confident pseudo-labelled unlabelled examples (`self_training.json`)")
     return "## Training\n\n" + "\n".join(f"- {i}" for i in items) + "\n\nThe full resolved config is in `config.yaml`.\n"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from promptft_cli import runs
 from promptft_cli.config import Config
-from promptft_cli.data import SPLITS, PreparedData, Split, fingerprint, length_stats, load_splits
+from promptft_cli.data import SPLITS, UNLABELED, PreparedData, Split, fingerprint, length_stats, load_splits
 from promptft_cli.errors import PromptftError
 from promptft_cli.progress import track
 from promptft_cli.templates import Template, encode, parse_template
@@ -46,7 +46,8 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
 
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
     data.report.update(_report(data, template, tokenizer, cfg.model.max_length), fingerprint=digest)
-    for name in SPLITS:
+    (run_dir / runs.DATA / f"{UNLABELED}.jsonl").unlink(missing_ok=True)
+    for name in data.splits:
         runs.write_jsonl_atomic(run_dir / runs.DATA / f"{name}.jsonl", data[name].rows)
     runs.write_json_atomic(run_dir / runs.REPORT, data.report)
     return data
@@ -54,12 +55,12 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
 
 def _report(data: PreparedData, template: Template, tokenizer, max_length: int) -> dict[str, Any]:
     splits = {}
-    for name in SPLITS:
+    for name in data.splits:
         rows = data[name].rows
         # Measure untruncated lengths so the report shows how much truncation at max_length cuts.
         lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in track(rows, f"tokenizing {name}")]
         over = sum(n > max_length for n in lengths)
-        splits[name] = {"rows": len(rows), "labels": dict(sorted(Counter(r["label"] for r in rows).items())),
+        splits[name] = {"rows": len(rows), "labels": dict(sorted(Counter(r["label"] for r in rows if "label" in r).items())),
                         "tokens": length_stats(lengths, over), "source": data[name].source}
     return {"labels": data.labels, "columns": data.columns, "template": template.source,
             "max_length": max_length, "splits": splits}
@@ -76,4 +77,7 @@ def load_prepared(run_dir: Path) -> PreparedData | None:
     for name, f in zip(SPLITS, files):
         rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
         splits[name] = Split(name, rows, str(f))
+    pool = run_dir / runs.DATA / f"{UNLABELED}.jsonl"
+    if pool.exists():
+        splits[UNLABELED] = Split(UNLABELED, [json.loads(line) for line in pool.read_text(encoding="utf-8").splitlines() if line.strip()], str(pool))
     return PreparedData(report["labels"], report["columns"], splits, report)

@@ -37,6 +37,10 @@ class Setup:
     tokenizer: Any
     classifier: Any
     encoded: dict[str, Any]
+    data: Any = None
+    """The prepared splits (rows), for self-training's pseudo-labelled rounds."""
+    encode: Any = None
+    """rows -> EncodedSplit with this run's template, tokenizer, demonstrations and label index."""
 
 
 def setup(cfg: Config) -> Setup:
@@ -55,11 +59,14 @@ def setup(cfg: Config) -> Setup:
     template = template_for(cfg)
     index = {label: i for i, label in enumerate(data.labels)}
     demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
-    encode = demos.encode_rows if demos else encode_rows  # LM-BFF demonstrations, when configured
-    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}"), template, tokenizer, cfg.model.max_length, index)
-               for name in ("train", "validation", "test")}
+    encode_with = demos.encode_rows if demos else encode_rows  # LM-BFF demonstrations, when configured
+
+    def encode(rows, labelled: bool = True):
+        return encode_with(rows, template, tokenizer, cfg.model.max_length, index if labelled else None)
+
+    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}")) for name in ("train", "validation", "test")}
     classifier = build_classifier(cfg, data.labels, tokenizer)
-    return Setup(cfg, data.labels, tokenizer, classifier, encoded)
+    return Setup(cfg, data.labels, tokenizer, classifier, encoded, data, encode)
 
 
 def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> TrainResult:
@@ -74,6 +81,9 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
     tracking.check_installed(cfg.train.report_to)  # before anything is written: a missing tracker is a config problem
     distributed.quiet_replicas()
     if resume:
+        if cfg.train.self_training:
+            raise PromptftError("--resume does not continue self-training rounds; train again with --overwrite",
+                                field="train.self_training")
         check_resumable(cfg)
     else:
         runs.check_output_dir(run_dir, overwrite)
@@ -86,7 +96,12 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
     handler = _log_to(run_dir / runs.LOG) if main else logging.NullHandler()
     try:
         s = setup(cfg)
-        return _run(s, run_dir, resume)
+        result = _run(s, run_dir, resume)
+        if cfg.train.self_training:
+            from promptft_cli import self_training
+
+            result = self_training.run_rounds(s, result, _run)
+        return result
     except (KeyboardInterrupt, Interrupted) as exc:
         if main:
             runs.RunInfo.mark(run_dir, "interrupted", str(exc) or "interrupted before a checkpoint")

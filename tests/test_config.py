@@ -262,3 +262,9 @@ def test_yaml_boolean_label_word_gets_a_quoting_hint(tmp_path):
     err = error_of(write(tmp_path, MINIMAL + "prompt:\n  verbalizer:\n    entailment: yes\n"))
     assert err.field == "prompt.verbalizer.entailment" and err.row == 5
     assert "quote" in err.message
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    cfg = load_config(path)
+    assert cfg.output_dir.startswith("../runs/")

@@ -1,0 +1,103 @@
+"""Self-training on unlabelled data: pseudo-label the confident part, retrain from the start, repeat.
+
+PET (Schick & Schütze 2021) and Gera et al. (2022, "Zero-shot text classification with self-training")
+label in-domain unlabelled text with the prompt model and train on the confident part. With 16
+examples per class the labelled set is too small to move a sentence encoder far; a few thousand
+pseudo-labelled texts at ~90% precision are not. Measured on SST-2 (benchmarks/sst2_recipe.py), it is
+what lifts the 16-shot MiniLM past the supervised few-shot runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from promptft_cli import distributed, model_card, runs
+from promptft_cli.data import UNLABELED
+from promptft_cli.progress import status
+
+log = logging.getLogger("promptft.self_training")
+SUMMARY = "self_training.json"
+
+
+def select_confident(probs: np.ndarray, share: float) -> list[tuple[int, int]]:
+    """(row, label) pairs: per predicted label the most confident rows, `share` of all rows in total.
+
+    Equal quotas per label keep the pseudo-labelled set balanced even when the model leans to one label,
+    which would otherwise feed its own bias back (a known failure of naive self-training).
+    """
+    n, num_labels = probs.shape
+    quota = max(1, int(share * n / num_labels))
+    predicted, confidence = probs.argmax(1), probs.max(1)
+    picks: list[tuple[int, int]] = []
+    for label in range(num_labels):
+        rows = np.flatnonzero(predicted == label)
+        rows = rows[np.argsort(-confidence[rows], kind="stable")][:quota]
+        picks += [(int(i), label) for i in rows]
+    return sorted(picks)
+
+
+def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
+    """Run `train.self_training.rounds` rounds after the supervised run `first`; returns the last round's result.
+
+    Each round labels the unlabelled rows with the latest model, then trains a fresh model (same
+    initialisation) on the labelled rows plus the confident pseudo-labelled ones, early-stopping on the
+    labelled validation split as usual. The last round's model is the run's model.
+    """
+    from accelerate.utils import set_seed
+
+    from promptft_cli.distributed import predict_proba
+    from promptft_cli.models import build_classifier
+
+    cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
+    st = cfg.train.self_training
+    pool = s.data[UNLABELED].rows
+    pool_encoded = s.encode(pool, labelled=False)
+    result, total_seconds = first, first.train_seconds
+    rounds = [_round_summary(0, first, None)]
+    round_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": st.epochs})})
+    for r in range(1, st.rounds + 1):
+        probs = predict_proba(s.classifier, pool_encoded, cfg.train.eval_batch_size)
+        picks = select_confident(probs, st.share)
+        pseudo = [{**pool[i], "label": s.labels[c]} for i, c in picks]
+        counts = Counter(row["label"] for row in pseudo)
+        status(f"self-training round {r}/{st.rounds}: {len(pseudo)} of {len(pool)} unlabelled examples pseudo-labelled "
+               f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        if main:
+            _archive_round(run_dir, r - 1)
+            runs.write_jsonl_atomic(run_dir / runs.DATA / f"pseudo_labeled-round-{r}.jsonl",
+                                    [{**row, "confidence": round(float(probs[i].max()), 4)} for row, (i, _) in zip(pseudo, picks)])
+        set_seed(cfg.train.seed)  # the same initialisation as the supervised run: rounds differ only in data
+        classifier = build_classifier(cfg, s.labels, s.tokenizer)
+        encoded = {**s.encoded, "train": s.encode(s.data["train"].rows + pseudo)}
+        s = type(s)(round_cfg, s.labels, s.tokenizer, classifier, encoded, s.data, s.encode)
+        result = train_round(s, run_dir)
+        total_seconds += result.train_seconds
+        rounds.append(_round_summary(r, result, counts))
+    result.train_seconds = total_seconds
+    if main:
+        runs.write_json_atomic(run_dir / SUMMARY, {"unlabeled": len(pool), "share": st.share, "rounds": rounds})
+        info = replace(runs.RunInfo.load(run_dir), train_seconds=round(total_seconds, 3))
+        model_card.write_model_card(run_dir, info)
+        info.save(run_dir)
+    return result
+
+
+def _round_summary(r: int, result, counts: Counter | None) -> dict[str, Any]:
+    return {"round": r, "pseudo_labeled": dict(sorted(counts.items())) if counts else {},
+            "best_validation": result.best_validation, "test_accuracy": result.metrics["accuracy"],
+            "test_macro_f1": result.metrics["macro_f1"], "train_seconds": round(result.train_seconds, 3)}
+
+
+def _archive_round(run_dir: Path, r: int) -> None:
+    """Keep the finished round's history beside the next one's; its resumable checkpoints are dropped."""
+    history = run_dir / runs.HISTORY
+    if history.exists():
+        history.replace(run_dir / f"{history.stem}-round-{r}{history.suffix}")
+    shutil.rmtree(run_dir / runs.CHECKPOINTS, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""Self-training: confident, balanced pseudo-labels; rounds that retrain and leave a complete run directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from promptft_cli import runs, self_training
+from promptft_cli.cli import app
+from promptft_cli.config import load_config
+from promptft_cli.errors import PromptftError
+
+
+def test_select_confident_takes_the_most_confident_in_equal_numbers_per_label():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55], [0.99, 0.01], [0.3, 0.7], [0.1, 0.9], [0.51, 0.49]])
+    picks = self_training.select_confident(probs, 0.5)  # 4 rows: 2 per predicted label
+    assert picks == [(0, 0), (2, 1), (4, 0), (6, 1)]
+    assert len(self_training.select_confident(probs, 1.0)) == 8
+
+
+def test_select_confident_keeps_quotas_balanced_when_the_model_leans_to_one_label():
+    probs = np.array([[0.1, 0.9]] * 9 + [[0.8, 0.2]])
+    picks = self_training.select_confident(probs, 1.0)
+    # The quota is 5 per label: all 5 'positive' slots are used, 'negative' has only one candidate.
+    assert sum(label == 1 for _, label in picks) == 5 and sum(label == 0 for _, label in picks) == 1
+
+
+def _unlabeled_project(toy_project, tiny_encoder, **train):
+    from factories import toy_sentiment_rows, write_config, write_csv
+
+    folder = toy_project.parent
+    write_csv(folder / "unlabeled.csv", [{"text": r["text"]} for r in toy_sentiment_rows(40, seed=7)])
+    return write_config(folder, tiny_encoder, data={"train": "train.csv", "test": "test.csv", "unlabeled": "unlabeled.csv"},
+                        train={"epochs": 1, "batch_size": 8, "seed": 1, "self_training": {"rounds": 2, "share": 0.5, "epochs": 1, **train}})
+
+
+def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, tiny_encoder):
+    config = _unlabeled_project(toy_project, tiny_encoder)
+    result = CliRunner().invoke(app, ["train", str(config), "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    run_dir = load_config(config).run_dir
+    summary = json.loads((run_dir / self_training.SUMMARY).read_text())
+    assert summary["unlabeled"] == 40 and [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    for r in (1, 2):
+        counts = summary["rounds"][r]["pseudo_labeled"]
+        assert counts and all(0 < n <= 10 for n in counts.values())  # share 0.5 of 40: at most 10 per label
+        rows = [json.loads(line) for line in (run_dir / "data" / f"pseudo_labeled-round-{r}.jsonl").read_text().splitlines()]
+        assert len(rows) == sum(counts.values()) and all(set(row) == {"text", "label", "confidence"} for row in rows)
+    # Each finished round's history is kept; the last round's is history.jsonl and its test metrics are the run's.
+    assert (run_dir / "history-round-0.jsonl").exists() and (run_dir / "history-round-1.jsonl").exists()
+    metrics = json.loads((run_dir / runs.METRICS).read_text())
+    assert metrics["accuracy"] == summary["rounds"][-1]["test_accuracy"]
+    info = runs.RunInfo.load(run_dir)
+    assert info.status == "complete"
+    assert info.train_seconds == pytest.approx(sum(r["train_seconds"] for r in summary["rounds"]), abs=0.01)
+    # evaluate reads a self-trained run like any other.
+    assert CliRunner().invoke(app, ["evaluate", str(run_dir), "--json"]).exit_code == 0
+
+
+def test_few_shot_unlabeled_draws_train_rows_outside_the_sample_without_labels(toy_project):
+    from promptft_cli.data import UNLABELED, load_splits
+
+    cfg = load_config(toy_project, ["data.few_shot={k: 4, seed: 3, unlabeled: 30}", "train.self_training={rounds: 1}"])
+    data = load_splits(cfg.data, cfg.path, cfg.train.seed)
+    pool = data[UNLABELED].rows
+    assert len(pool) == 30 and all(set(r) == {"text"} for r in pool)
+    assert not {r["text"] for r in pool} & {r["text"] for r in data["train"].rows}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.self_training={rounds: 1}"], "train.self_training needs unlabelled data"),
+    (["data.few_shot={k: 4, unlabeled: 10}"], "only used by self-training"),
+    (["train.self_training={share: 0}"], "greater than 0"),
+])
+def test_config_errors(toy_project, overrides, message):
+    with pytest.raises(PromptftError, match=message):
+        load_config(toy_project, overrides)
+
+
+def test_missing_unlabeled_file_and_resume_are_clear_errors(monkeypatch, capsys, toy_project, tiny_encoder):
+    from test_cli import error_line, run_main
+
+    config = _unlabeled_project(toy_project, tiny_encoder)
+    code, _, err = run_main(monkeypatch, capsys, "train", config, "--set", "data.unlabeled=nowhere.csv")
+    line = error_line(err)
+    assert code == 2 and "nowhere.csv" in line and "data.unlabeled" in line
+    code, _, err = run_main(monkeypatch, capsys, "train", config, "--resume")
+    assert code == 2 and "--resume does not continue self-training" in error_line(err)
