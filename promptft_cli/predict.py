@@ -182,10 +182,11 @@ def predictions(predictor: Predictor, inputs: Iterable[tuple[dict, dict]], batch
         probs = predictor.proba([clean for _, clean in chunk], batch_size)
         for (record, _), p in zip(chunk, probs):
             best = int(p.argmax())
-            out = dict(record)
-            out.update(prediction=predictor.labels[best], confidence=round(float(p[best]), 6))
-            out.update({f"prob_{label}": round(float(v), 6) for label, v in zip(predictor.labels, p)})
-            yield out
+            added = {"prediction": predictor.labels[best], "confidence": round(float(p[best]), 6),
+                     **{f"prob_{label}": round(float(v), 6) for label, v in zip(predictor.labels, p)}}
+            # An input column with an output's name (say, re-scoring an earlier predictions file) is kept
+            # as input_<name>, not overwritten: predict never loses what it was given.
+            yield {**{(f"input_{k}" if k in added else k): v for k, v in record.items()}, **added}
 
 
 def csv_safe(value: Any) -> Any:

@@ -69,6 +69,17 @@ def test_jsonl_to_jsonl(monkeypatch, capsys, trained_run, predictor, tmp_path):
         check_row(row, predictor)
 
 
+def test_rescoring_a_predictions_file_keeps_its_columns(monkeypatch, capsys, trained_run, predictor, tmp_path):
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    assert run_main(monkeypatch, capsys, "predict", trained_run, tmp_path / "in.jsonl", "-o", first)[0] == 0
+    assert run_main(monkeypatch, capsys, "predict", trained_run, first, "-o", second)[0] == 0
+    before = [json.loads(line) for line in first.read_text().splitlines()]
+    after = [json.loads(line) for line in second.read_text().splitlines()]
+    assert list(after[0]) == ["text", *(f"input_{c}" for c in ADDED), *ADDED]
+    assert [r["input_prediction"] for r in after] == [r["prediction"] for r in before]
+
+
 def test_stdin_to_stdout(monkeypatch, capsys, trained_run, predictor):
     lines = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode())))
