@@ -73,11 +73,9 @@ def load_prepared(run_dir: Path) -> PreparedData | None:
     if not report_path.exists() or not all(f.exists() for f in files):
         return None
     report = runs.read_json(report_path)
+    pool = run_dir / runs.DATA / f"{UNLABELED}.jsonl"
     splits = {}
-    for name, f in zip(SPLITS, files):
+    for name, f in [*zip(SPLITS, files), *([(UNLABELED, pool)] if pool.exists() else [])]:
         rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
         splits[name] = Split(name, rows, str(f))
-    pool = run_dir / runs.DATA / f"{UNLABELED}.jsonl"
-    if pool.exists():
-        splits[UNLABELED] = Split(UNLABELED, [json.loads(line) for line in pool.read_text(encoding="utf-8").splitlines() if line.strip()], str(pool))
     return PreparedData(report["labels"], report["columns"], splits, report)

@@ -67,8 +67,10 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
         picks = select_confident(probs, st.share)
         pseudo = [{**pool[i], "label": s.labels[c]} for i, c in picks]
         counts = Counter(row["label"] for row in pseudo)
-        status(f"self-training round {r}/{st.rounds}: {len(pseudo)} of {len(pool)} unlabelled examples pseudo-labelled "
-               f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        message = (f"self-training round {r}/{st.rounds}: {len(pseudo)} of {len(pool)} unlabelled examples pseudo-labelled "
+                   f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        status(message)
+        log.info("%s", message)
         if main:
             _archive_round(run_dir, r - 1)
             runs.write_jsonl_atomic(run_dir / runs.DATA / f"pseudo_labeled-round-{r}.jsonl",

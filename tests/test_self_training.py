@@ -39,6 +39,8 @@ def _unlabeled_project(toy_project, tiny_encoder, **train):
 
 def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, tiny_encoder):
     config = _unlabeled_project(toy_project, tiny_encoder)
+    # prepare first: train then reads the prepared splits back, the unlabelled one included
+    assert CliRunner().invoke(app, ["prepare", str(config), "--quiet"]).exit_code == 0
     result = CliRunner().invoke(app, ["train", str(config), "--quiet", "--json"])
     assert result.exit_code == 0, result.output
     run_dir = load_config(config).run_dir
