@@ -46,9 +46,11 @@ RECIPE: dict[str, Any] = {
         "template": "{text}",
         "verbalizer": {
             "negative": ["a terrible movie", "a bad film", "an awful, boring movie", "I hated this movie",
-                         "a waste of time"],
+                         "a waste of time", "a dull, tedious film", "a disappointing mess",
+                         "the worst movie of the year", "not worth watching", "poorly made and unfunny"],
             "positive": ["a great movie", "a good film", "a wonderful, moving movie", "I loved this movie",
-                         "a must see"],
+                         "a must see", "a charming, funny film", "a beautiful, touching story",
+                         "the best movie of the year", "well worth watching", "brilliantly acted and smart"],
         },
         "head": "verbalizer",
         "combine": "mean",
