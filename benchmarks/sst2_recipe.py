@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import platform
 import random
@@ -34,6 +33,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fewshot import read_csv, write_csv  # noqa: E402  (the sibling benchmark's CSV helpers)
 
 SEEDS = [13, 21, 42, 87, 100]
 
@@ -83,20 +84,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["text", "label"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def data_files(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     """(train, test) files: SST-2's train and test, or train and the dev sentences (`--split dev`).
 
@@ -129,12 +116,7 @@ def unlabeled_file(args: argparse.Namespace, work: Path) -> Path:
     if not source.is_file():
         raise SystemExit(f"error: self-training reads unlabelled sentences from {source}")
     rows = random.Random(0).sample(read_csv(source), args.unlabeled)
-    path = work / "unlabeled.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["text"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv(work / "unlabeled.csv", rows, fields=("text",))
 
 
 def build_config(args: argparse.Namespace, train: Path, test: Path, unlabeled: Path, out: Path):
