@@ -78,7 +78,7 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
         set_seed(cfg.train.seed)  # the same initialisation as the supervised run: rounds differ only in data
         classifier = build_classifier(cfg, s.labels, s.tokenizer)
         encoded = {**s.encoded, "train": s.encode(s.data["train"].rows + pseudo)}
-        s = type(s)(round_cfg, s.labels, s.tokenizer, classifier, encoded, s.data, s.encode)
+        s = replace(s, cfg=round_cfg, classifier=classifier, encoded=encoded)
         result = train_round(s, run_dir)
         total_seconds += result.train_seconds
         rounds.append(_round_summary(r, result, counts))

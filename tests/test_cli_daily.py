@@ -14,18 +14,8 @@ import yaml
 
 from promptft_cli import cli, runs
 from promptft_cli.config import load_config
+from test_cli import run_main
 from test_run_table import RUN_KEYS, fake_run
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Call the console entry point as the shell would; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["promptft", *args])
-    monkeypatch.setattr(cli, "_verbosity", 0)
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
 
 
 @pytest.fixture
