@@ -3,7 +3,7 @@
     python benchmarks/fewshot.py --quick     # minutes: SST-2 only, 2 methods, 2 seeds, 200 test rows
     python benchmarks/fewshot.py             # the table the README quotes (hours on 2 CPU cores)
 
-The LM-BFF protocol through promptft's own few-shot code (`promptft_cli.fewshot`): for each seed,
+The LM-BFF protocol through promptft's own few-shot code (`promptft_cli.training.fewshot`): for each seed,
 k examples per class for training and k for validation are sampled from the set's train.csv, the model
 trains with early stopping on that validation sample, and the set's test.csv (all of it, or a seeded
 --test-limit subset) is scored; the validation and test pools are the same for every seed.
@@ -134,7 +134,7 @@ def run_cell(cfg, keep_seeds: bool = False) -> dict[str, Any]:
     """Train every seed of one head × method; `keep_seeds` keeps seeds a stopped run finished in --work-dir."""
     from promptft_cli import runs
     from promptft_cli.errors import PromptftError
-    from promptft_cli.fewshot import train_seeds
+    from promptft_cli.training.fewshot import train_seeds
 
     started = time.perf_counter()
     try:
@@ -156,7 +156,7 @@ def zero_shot(cfg, test: Path) -> dict[str, Any]:
         predictor = _zero_shot_predictor(cfg)
     except PromptftError as exc:
         return {"status": f"unavailable: {exc}"}
-    from promptft_cli.evaluate import evaluate, labelled_rows
+    from promptft_cli.inference.evaluate import evaluate, labelled_rows
 
     rows = labelled_rows(test, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
     m = evaluate(predictor, rows, cfg.train.eval_batch_size)
@@ -165,7 +165,7 @@ def zero_shot(cfg, test: Path) -> dict[str, Any]:
 
 def _zero_shot_predictor(cfg):
     """The untrained classifier: backbone + verbalizer head, as `promptft evaluate CONFIG` builds it with no run."""
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.predict import Predictor
 
     return Predictor.from_config(cfg, sorted(cfg.prompt.verbalizer))
 

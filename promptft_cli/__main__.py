@@ -1,4 +1,4 @@
-from promptft_cli.cli import main
+from promptft_cli.cli.commands import main
 
 if __name__ == "__main__":
     main()

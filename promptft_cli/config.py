@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from promptft_cli.errors import PromptftError
 from promptft_cli.methods import METHODS, MethodOptions
@@ -388,6 +395,6 @@ def _line_of(source: Path | None, loc: list[str]) -> int | None:
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config (every default filled in) as YAML."""
-    from promptft_cli.runs import write_text_atomic
+    from promptft_cli.runs.layout import write_text_atomic
 
     write_text_atomic(path, yaml.safe_dump(cfg.dump(), sort_keys=False, allow_unicode=True))

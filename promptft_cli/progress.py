@@ -13,8 +13,15 @@ import warnings
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 # Everything human-readable goes to stderr so stdout stays clean for --json and piped predictions.
 console = Console(stderr=True)

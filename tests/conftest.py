@@ -31,7 +31,14 @@ _GPT2_CORPUS = [
 @pytest.fixture(scope="session")
 def bert_tokenizer():
     """A BERT-style WordPiece tokenizer (lowercasing, [CLS] ... [SEP], a [MASK] token)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -127,7 +134,7 @@ def trained_run(tmp_path_factory, tiny_encoder):
     from factories import toy_sentiment_rows, write_config, write_csv
 
     from promptft_cli.config import load_config
-    from promptft_cli.train import train
+    from promptft_cli.training.loop import train
 
     root = tmp_path_factory.mktemp("trained-run")
     write_csv(root / "train.csv", toy_sentiment_rows(80))

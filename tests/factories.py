@@ -16,7 +16,13 @@ FILLER = ["the movie was", "this film is", "it was", "a review :", "the story is
 def save_tiny_model(tokenizer, directory: Path, kind: str) -> Path:
     """Save a 2-layer random model of `kind` (encoder, mlm, causal) with its tokenizer to `directory`."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertModel, GPT2Config, GPT2LMHeadModel
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
 
     torch.manual_seed(0)
     vocab = len(tokenizer)

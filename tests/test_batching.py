@@ -9,8 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptft_cli.batching import EncodedSplit, EpochBatches, collate, inference_batches, train_batches
-from promptft_cli.predict import predict_proba
+from promptft_cli.modeling.batching import (
+    EpochBatches,
+    collate,
+    inference_batches,
+    train_batches,
+)
+from promptft_cli.prompting.encoding import EncodedSplit
+from promptft_cli.tasks.classification import predict_proba
 
 lengths_st = st.lists(st.integers(min_value=1, max_value=128), min_size=1, max_size=600)
 

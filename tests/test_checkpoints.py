@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from factories import toy_sentiment_rows, write_config, write_csv
-from promptft_cli import checkpoints, runs
+
+from promptft_cli import runs
 from promptft_cli.config import load_config
 from promptft_cli.errors import Interrupted, PromptftError
-from promptft_cli.train import train
+from promptft_cli.training import checkpoints
+from promptft_cli.training.loop import train
 
 # 36 train rows in batches of 8: 5 steps per epoch, 10 in all; checkpoints at steps 3, 5 (epoch end), 6, 9, 10.
 TRAIN = {"epochs": 2, "batch_size": 8, "checkpoint_every": 3, "keep_checkpoints": 2, "early_stopping": {"patience": 9}}
@@ -26,7 +27,8 @@ TRAIN = {"epochs": 2, "batch_size": 8, "checkpoint_every": 3, "keep_checkpoints"
 # Runs the CLI with every history line slowed down, so a test can signal it between two checkpoints.
 SLOW_CLI = """
 import sys, time
-from promptft_cli import plots, runs
+from promptft_cli.runs import plots
+from promptft_cli import runs
 plots.write_run_plots = lambda *a, **k: []
 _append, _delay = runs.append_jsonl, float(sys.argv[1])
 def slow_append(path, record):
@@ -34,7 +36,7 @@ def slow_append(path, record):
     time.sleep(_delay)
 runs.append_jsonl = slow_append
 sys.argv = ["promptft", *sys.argv[2:]]
-from promptft_cli.cli import main
+from promptft_cli.cli.commands import main
 main()
 """
 
@@ -42,7 +44,7 @@ main()
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
     """One thread (2 shared cores: OpenMP spinning costs seconds per step) and no plots (not under test here)."""
-    from promptft_cli import plots
+    from promptft_cli.runs import plots
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -64,7 +66,7 @@ def reference(tiny_encoder, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        from promptft_cli import plots
+        from promptft_cli.runs import plots
 
         saved, plots.write_run_plots = getattr(plots, "write_run_plots", None), lambda *a, **k: []
         config = make_project(tmp_path_factory.mktemp("reference"), tiny_encoder)
@@ -117,7 +119,7 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
 
 def cli(*args: str) -> int:
     """The console entry in-process; returns the exit code."""
-    from promptft_cli.cli import main
+    from promptft_cli.cli.commands import main
 
     argv, sys.argv = sys.argv, ["promptft", *args]
     try:

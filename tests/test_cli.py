@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from factories import toy_sentiment_rows, write_config, write_csv
 
-from promptft_cli import cli
+from promptft_cli.cli import commands as cli
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -35,7 +35,7 @@ def error_line(err: str) -> str:
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
     """Figures cost seconds per run and are tested in test_plots.py."""
-    monkeypatch.setattr("promptft_cli.train.plots.write_run_plots", lambda *a, **k: [])
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
 
 
 def test_all_four_commands_on_the_toy_project(monkeypatch, capsys, toy_project, tiny_encoder):

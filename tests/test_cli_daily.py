@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from promptft_cli import cli, runs
-from promptft_cli.config import load_config
 from test_cli import run_main
 from test_run_table import RUN_KEYS, fake_run
+
+from promptft_cli import runs
+from promptft_cli.cli import commands as cli
+from promptft_cli.config import load_config
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_help_documents_exit_codes_and_every_command_has_json(monkeypatch, capsy
 
 
 def test_missing_tracker_stops_before_the_run_starts(monkeypatch, capsys, toy_project):
-    from promptft_cli import tracking
+    from promptft_cli.training import tracking
 
     real = tracking.importlib.util.find_spec
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None if name == "mlflow" else real(name))

@@ -17,7 +17,7 @@ PROBE = """
 import atexit, sys
 atexit.register(lambda: print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr))
 sys.argv = ["promptft", *{argv!r}]
-from promptft_cli.cli import main
+from promptft_cli.cli.commands import main
 main()
 """
 
@@ -33,7 +33,7 @@ def heavy_loaded(proc: subprocess.CompletedProcess) -> str:
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = "import sys; from promptft_cli.cli import app; print([m for m in %r if m in sys.modules])" % (HEAVY,)
+    code = "import sys; from promptft_cli.cli.commands import app; print([m for m in %r if m in sys.modules])" % (HEAVY,)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -242,7 +242,7 @@ def test_saved_config_works_from_another_folder(tmp_path):
     cfg = load_config(write(tmp_path, FULL.replace("name: default", "name: models/tiny")))
     save_config(cfg, tmp_path / "out" / "run1" / "config.yaml")
     saved = load_config(tmp_path / "out" / "run1" / "config.yaml")
-    from promptft_cli.models import resolve_model_path
+    from promptft_cli.modeling.loading import resolve_model_path
 
     assert Path(resolve_model_path(saved.model.name, saved.base_dir)).resolve() == (tmp_path / "models" / "tiny").resolve()
     for split in ("train", "validation", "test"):

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from promptft_cli.config import DataConfig
-from promptft_cli.data import Split, iter_records, load_splits, read_split, sample_k_per_class, stratified_split
+from promptft_cli.data.reading import (
+    Split,
+    iter_records,
+    load_splits,
+    read_split,
+    sample_k_per_class,
+    stratified_split,
+)
 from promptft_cli.errors import PromptftError
 
 

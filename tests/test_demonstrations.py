@@ -7,9 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from promptft_cli.batching import encode_rows
-from promptft_cli.demonstrations import Demonstrations, demonstration_template, label_words
-from promptft_cli.templates import encode, parse_template
+from promptft_cli.prompting.demonstrations import (
+    Demonstrations,
+    demonstration_template,
+    label_words,
+)
+from promptft_cli.prompting.encoding import encode_rows
+from promptft_cli.prompting.templates import encode, parse_template
 
 POOL = [
     {"text": "great movie", "label": "positive"},
@@ -136,9 +140,9 @@ def test_label_words_use_the_first_verbalizer_word_or_the_label(toy_project):
 def test_a_trained_run_predicts_with_the_training_demonstrations(toy_project):
     """Training and prediction must see the same inputs: evaluating the run reproduces its test metrics."""
     from promptft_cli.config import load_config
-    from promptft_cli.evaluate import evaluate_target
-    from promptft_cli.predict import Predictor
-    from promptft_cli.train import train
+    from promptft_cli.inference.evaluate import evaluate_target
+    from promptft_cli.inference.predict import Predictor
+    from promptft_cli.training.loop import train
 
     cfg = load_config(toy_project, ["train.epochs=1", "prompt.template={text} it was {mask} .", "model.max_length=48",
                                     "prompt.demonstrations={per_class: 1, select: similar}"])
@@ -159,9 +163,9 @@ def test_lm_heads_train_and_predict_with_demonstrations(tmp_path, kind, request)
     from factories import toy_sentiment_rows, write_config, write_csv
 
     from promptft_cli.config import load_config
-    from promptft_cli.evaluate import evaluate_target
-    from promptft_cli.predict import Predictor
-    from promptft_cli.train import train
+    from promptft_cli.inference.evaluate import evaluate_target
+    from promptft_cli.inference.predict import Predictor
+    from promptft_cli.training.loop import train
 
     model = request.getfixturevalue("tiny_mlm" if kind == "mlm" else "tiny_gpt2")
     write_csv(tmp_path / "train.csv", toy_sentiment_rows(40))

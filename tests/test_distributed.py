@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from promptft_cli import distributed
 from promptft_cli.config import validate_config
 from promptft_cli.errors import PromptftError
+from promptft_cli.training import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_every_example_of_an_epoch_reaches_some_process_in_equal_slices(monkeypatch, n):
-    from promptft_cli import batching
+    from promptft_cli.modeling import batching
 
     monkeypatch.setattr(batching, "POOL_BATCHES", 2)  # several short batches, in the middle of the epoch too
     lengths = [5 + (i * 7) % 23 for i in range(75)]
@@ -42,7 +42,7 @@ def test_accelerates_own_batch_sharding_drops_examples_of_length_grouped_batches
     # Why distributed.ShardedBatches exists: BatchSamplerShard skips a short batch that is not the last.
     from accelerate.data_loader import BatchSamplerShard
 
-    from promptft_cli import batching
+    from promptft_cli.modeling import batching
 
     monkeypatch.setattr(batching, "POOL_BATCHES", 2)
     batches = batching.EpochBatches([10] * 75, 8, seed=3)
@@ -76,10 +76,10 @@ def test_gathered_rows_come_back_in_original_order_without_the_padding():
 def test_single_process_predict_proba_is_the_plain_one(tiny_encoder, bert_tokenizer):
     import numpy as np
 
-    from promptft_cli import predict
-    from promptft_cli.batching import encode_rows
-    from promptft_cli.models import build_classifier
-    from promptft_cli.templates import parse_template
+    from promptft_cli.modeling.classifier import build_classifier
+    from promptft_cli.prompting.encoding import encode_rows
+    from promptft_cli.prompting.templates import parse_template
+    from promptft_cli.tasks import classification as predict
 
     cfg = validate_config({"model": {"name": str(tiny_encoder)}, "data": {"train": "x.csv"}, "method": "head"})
     classifier = build_classifier(cfg, ["neg", "pos"], bert_tokenizer)
@@ -230,7 +230,7 @@ def _gloo_available() -> bool:
 @pytest.mark.multiprocess
 @pytest.mark.skipif(not _gloo_available(), reason="torch.distributed with the gloo backend is unavailable")
 def test_two_process_run_equals_its_single_process_evaluation(toy_project):
-    from promptft_cli.evaluate import evaluate_target
+    from promptft_cli.inference.evaluate import evaluate_target
 
     # Odd sizes on purpose: batch 5 splits 3 + 3 (one repeat), the test split's 7 inference batches of 3
     # go 4 / 3 to the processes, and grad_accum 2 leaves a short accumulation window at each epoch end.

@@ -10,7 +10,8 @@ from factories import toy_sentiment_rows, write_csv
 from test_cli import error_line, run_main
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.evaluate import compute_metrics, evaluate_target, metrics_from_proba
+from promptft_cli.inference.evaluate import evaluate_target
+from promptft_cli.tasks.classification import compute_metrics, metrics_from_proba
 
 
 def test_compute_metrics_by_hand():
@@ -66,7 +67,7 @@ def run_copy(trained_run, tmp_path):
 
 
 def test_cli_json_and_min_accuracy_gate(monkeypatch, capsys, run_copy):
-    monkeypatch.setattr("promptft_cli.plots.plot_confusion", lambda *a, **k: run_copy / "figure.png")
+    monkeypatch.setattr("promptft_cli.runs.plots.plot_confusion", lambda *a, **k: run_copy / "figure.png")
     code, out, _ = run_main(monkeypatch, capsys, "evaluate", run_copy, "--json", "--min-accuracy", "0")
     metrics = json.loads(out)
     assert code == 0 and set(metrics) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n"}
@@ -78,7 +79,7 @@ def test_cli_json_and_min_accuracy_gate(monkeypatch, capsys, run_copy):
 
 
 def test_cli_data_option(monkeypatch, capsys, run_copy, tmp_path):
-    monkeypatch.setattr("promptft_cli.plots.plot_confusion", lambda *a, **k: run_copy / "figure.png")
+    monkeypatch.setattr("promptft_cli.runs.plots.plot_confusion", lambda *a, **k: run_copy / "figure.png")
     data = write_csv(tmp_path / "extra.csv", toy_sentiment_rows(6, seed=9))
     code, out, _ = run_main(monkeypatch, capsys, "evaluate", run_copy, "--data", data, "--json")
     assert code == 0 and json.loads(out)["n"] == 6 and (run_copy / "evaluation-extra.json").is_file()

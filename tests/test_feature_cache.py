@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from promptft_cli import feature_cache, train
 from promptft_cli.config import load_config
-from promptft_cli.feature_cache import FeatureCache
-from promptft_cli.predict import predict_proba
+from promptft_cli.modeling import feature_cache
+from promptft_cli.modeling.feature_cache import FeatureCache
+from promptft_cli.tasks.classification import predict_proba
+from promptft_cli.training import loop as train
 
 
 def _setup(config, *overrides):

@@ -8,10 +8,11 @@ import statistics
 import pytest
 from typer.testing import CliRunner
 
-from promptft_cli import fewshot, runs
-from promptft_cli.cli import app
+from promptft_cli import runs
+from promptft_cli.cli.commands import app
 from promptft_cli.config import load_config
 from promptft_cli.errors import GateFailed, Interrupted, PromptftError
+from promptft_cli.training import fewshot
 
 SEEDS = [13, 21]
 FEW_SHOT = ["data.few_shot={k: 4, seeds: [13, 21]}", "train.epochs=1"]
@@ -74,7 +75,7 @@ def test_one_complete_run_per_seed_and_a_summary(seeds_project):
 
 
 def test_parent_is_complete_only_when_every_seed_finished_and_a_rerun_continues(seeds_project):
-    from promptft_cli.train import train
+    from promptft_cli.training.loop import train
 
     cfg = load_config(seeds_project, FEW_SHOT)
     calls = []

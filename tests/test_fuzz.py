@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptft_cli.config import load_config
-from promptft_cli.data import read_split
+from promptft_cli.data.reading import read_split
 from promptft_cli.errors import PromptftError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,15 +6,18 @@ import logging
 
 import pytest
 import torch
-
 from factories import toy_sentiment_rows, write_config, write_csv
-from promptft_cli.batching import collate, encode_rows
+
 from promptft_cli.config import load_config
 from promptft_cli.errors import PromptftError
-from promptft_cli.heads import LMVerbalizerHead, SimilarityHead
 from promptft_cli.methods import METHODS
-from promptft_cli.models import build_classifier, load_tokenizer, load_weights, save_weights
-from promptft_cli.prepare import template_for
+from promptft_cli.modeling.batching import collate
+from promptft_cli.modeling.classifier import build_classifier
+from promptft_cli.modeling.heads import LMVerbalizerHead, SimilarityHead
+from promptft_cli.modeling.loading import load_tokenizer
+from promptft_cli.modeling.weights import load_weights, save_weights
+from promptft_cli.prompting.encoding import encode_rows
+from promptft_cli.prompting.templates import template_for
 
 LABELS = ["negative", "positive"]
 WORDS = {"positive": ["great", "fantastic"], "negative": "terrible"}  # "fantastic" is several tokens everywhere
@@ -224,8 +227,8 @@ def test_split_and_unknown_words_are_reported_at_start_up(tmp_path, tiny_mlm, ca
 
 
 def test_evaluate_and_predict_a_config_without_a_run_score_zero_shot(tmp_path, tiny_mlm):
-    from promptft_cli.evaluate import evaluate_target
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.evaluate import evaluate_target
+    from promptft_cli.inference.predict import Predictor
 
     write_csv(tmp_path / "train.csv", toy_sentiment_rows(40))
     path = write_config(tmp_path, tiny_mlm, prompt={"template": TEMPLATES["mlm"], "verbalizer": WORDS},
@@ -239,7 +242,7 @@ def test_evaluate_and_predict_a_config_without_a_run_score_zero_shot(tmp_path, t
 
 
 def test_zero_shot_needs_a_verbalizer(tmp_path, tiny_encoder):
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.predict import Predictor
 
     write_csv(tmp_path / "train.csv", toy_sentiment_rows(20))
     path = write_config(tmp_path, tiny_encoder)
@@ -252,7 +255,7 @@ def test_minilm_zero_shot_beats_chance_on_sentiment(tmp_path):
     import csv
     from pathlib import Path
 
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.predict import Predictor
 
     sample = Path(__file__).resolve().parents[1] / "sample_data" / "sentiment.csv"
     with sample.open(encoding="utf-8") as fh:
@@ -269,8 +272,8 @@ def test_minilm_zero_shot_beats_chance_on_sentiment(tmp_path):
 
 @pytest.mark.parametrize("kind,method", [("mlm", "lora"), ("encoder", "head")])
 def test_a_trained_run_reloads_to_the_same_test_metrics(tmp_path, models, kind, method):
-    from promptft_cli.evaluate import evaluate_target
-    from promptft_cli.train import train
+    from promptft_cli.inference.evaluate import evaluate_target
+    from promptft_cli.training.loop import train
 
     write_csv(tmp_path / "train.csv", toy_sentiment_rows(40))
     path = write_config(tmp_path, models[kind], prompt={"template": TEMPLATES[kind], "verbalizer": WORDS},

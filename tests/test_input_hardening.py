@@ -10,17 +10,23 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from factories import toy_sentiment_rows, write_config, write_csv
-from promptft_cli import predict, runs
-from promptft_cli.data import MAX_TEXT_CHARS, iter_records, label_text, read_split
+
+from promptft_cli import runs
+from promptft_cli.data.reading import (
+    MAX_TEXT_CHARS,
+    iter_records,
+    label_text,
+    read_split,
+)
+from promptft_cli.inference import predict
 
 PACKAGE = Path(__file__).resolve().parent.parent / "promptft_cli"
 
 
 def cli(capsys, *args: str) -> tuple[int, str]:
     """The console entry in-process, as the shell would run it; returns (exit code, stderr)."""
-    from promptft_cli.cli import main
+    from promptft_cli.cli.commands import main
 
     argv, sys.argv = sys.argv, ["promptft", *args]
     try:
@@ -294,7 +300,7 @@ def test_no_unsafe_loading_in_the_package():
             for match in re.finditer(pattern, text):
                 found.append(f"{path.name}:{text[:match.start()].count(chr(10)) + 1}: {what}")
     assert not found, "\n".join(found)
-    assert "weights_only=True" in (PACKAGE / "checkpoints.py").read_text()  # the check above has something to check
+    assert "weights_only=True" in (PACKAGE / "training" / "checkpoints.py").read_text()  # the check above has something to check
 
 
 def test_config_pointing_at_a_model_file_reads_it_only_as_data(tmp_path, tiny_encoder, capsys):

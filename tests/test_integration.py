@@ -12,7 +12,7 @@ from test_cli import run_main
 
 from promptft_cli import runs
 from promptft_cli.config import load_config
-from promptft_cli.train import train
+from promptft_cli.training.loop import train
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "sentiment.csv"
 FALLBACK = [("The food was wonderful and the staff were kind.", "positive"), ("Cold food, rude staff, never again.", "negative"),
@@ -32,7 +32,7 @@ def sample_rows(n: int) -> list[dict[str, str]]:
 
 @pytest.mark.integration
 def test_prompt_tuning_on_the_embedded_minilm(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("promptft_cli.train.plots.write_run_plots", lambda *a, **k: [])
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
     write_csv(tmp_path / "train.csv", sample_rows(40))
     config = write_config(tmp_path, "default", model={"name": "default", "max_length": 48},
                           method={"name": "prompt_tuning", "num_virtual_tokens": 8},

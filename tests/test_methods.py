@@ -8,7 +8,7 @@ import torch
 from promptft_cli.config import validate_config
 from promptft_cli.errors import PromptftError
 from promptft_cli.methods import METHODS
-from promptft_cli.models import build_classifier, trainable_parameters
+from promptft_cli.modeling.classifier import build_classifier, trainable_parameters
 
 LABELS = ["negative", "positive"]
 

@@ -8,7 +8,8 @@ import re
 import pytest
 import yaml
 
-from promptft_cli import model_card, runs
+from promptft_cli import runs
+from promptft_cli.runs import model_card
 
 
 def front_matter(text: str) -> dict:
@@ -39,7 +40,7 @@ def test_peft_snippet_reproduces_promptft_predictions(trained_run, monkeypatch):
     """Run the card's own transformers + peft code and compare it with promptft's predictor."""
     import torch
 
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.predict import Predictor
 
     text = (trained_run / model_card.README).read_text()
     code = re.search(r"### With peft / transformers.*?```python\n(.*?)```", text, re.S).group(1)

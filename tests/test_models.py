@@ -10,7 +10,9 @@ import torch
 
 from promptft_cli.config import validate_config
 from promptft_cli.errors import PromptftError
-from promptft_cli.models import build_classifier, load_weights, resolve_model_path, save_weights
+from promptft_cli.modeling.classifier import build_classifier
+from promptft_cli.modeling.loading import resolve_model_path
+from promptft_cli.modeling.weights import load_weights, save_weights
 
 LABELS = ["negative", "neutral", "positive"]
 METHOD_CASES = [

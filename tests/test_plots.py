@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from promptft_cli import plots, runs
+from promptft_cli import runs
+from promptft_cli.runs import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -69,8 +70,8 @@ def test_multi_seed_run_writes_the_seed_box_plot(toy_project):
     """fewshot.train_seeds draws seeds.png next to summary.json (training itself stubbed: only plotting is tested)."""
     from types import SimpleNamespace
 
-    from promptft_cli import fewshot
     from promptft_cli.config import load_config
+    from promptft_cli.training import fewshot
 
     cfg = load_config(toy_project, ["data.few_shot={k: 4, seeds: [1, 2, 3]}"])
     scores = {1: 0.6, 2: 0.7, 3: 0.9}

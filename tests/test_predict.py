@@ -13,7 +13,7 @@ from test_cli import error_line, run_main
 
 from promptft_cli import runs
 from promptft_cli.errors import PromptftError
-from promptft_cli.predict import Predictor, csv_safe
+from promptft_cli.inference.predict import Predictor, csv_safe
 
 ADDED = ["prediction", "confidence", "prob_negative", "prob_positive"]
 TEXTS = ["it was great", "this film is terrible . a long , long , dull and boring review of it", "bad", "good good"]

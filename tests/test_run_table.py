@@ -8,8 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from promptft_cli import run_table, runs
+from promptft_cli import runs
 from promptft_cli.errors import PromptftError
+from promptft_cli.runs import table as run_table
 
 # The keys `promptft runs --json` documents for each run (README: Daily use).
 RUN_KEYS = {"name", "path", "status", "task", "model", "method", "head", "shots", "best_metric", "best_validation",

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from promptft_cli import runs, self_training
-from promptft_cli.cli import app
+from promptft_cli import runs
+from promptft_cli.cli.commands import app
 from promptft_cli.config import load_config
 from promptft_cli.errors import PromptftError
+from promptft_cli.training import self_training
 
 
 def test_select_confident_takes_the_most_confident_in_equal_numbers_per_label():
@@ -63,7 +64,7 @@ def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, t
 
 
 def test_few_shot_unlabeled_draws_train_rows_outside_the_sample_without_labels(toy_project):
-    from promptft_cli.data import UNLABELED, load_splits
+    from promptft_cli.data.reading import UNLABELED, load_splits
 
     cfg = load_config(toy_project, ["data.few_shot={k: 4, seed: 3, unlabeled: 30}", "train.self_training={rounds: 1}"])
     data = load_splits(cfg.data, cfg.path, cfg.train.seed)

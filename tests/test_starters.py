@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from promptft_cli import starters
+from promptft_cli.cli import starters
 from promptft_cli.config import load_config
 from promptft_cli.errors import PromptftError
 
@@ -58,7 +58,7 @@ def test_unknown_starter_suggests_the_closest():
 
 def test_sentiment_starter_prepares_as_written(tmp_path, tiny_encoder):
     """The starter runs: prepare reads its sample data (with the tiny model swapped in for speed)."""
-    from promptft_cli.prepare import prepare
+    from promptft_cli.data.prepare import prepare
 
     path = starters.write("sentiment", tmp_path / "sentiment.yaml")
     data = prepare(load_config(path, [f"model.name={tiny_encoder}", "model.max_length=64"]), force=True)

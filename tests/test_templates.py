@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.templates import (
+from promptft_cli.prompting.templates import (
     Column,
     Mask,
     Soft,

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from promptft_cli import runs, tracking
+from promptft_cli import runs
 from promptft_cli.config import validate_config
 from promptft_cli.errors import PromptftError
+from promptft_cli.training import tracking
 
 
 def _scalars(log_dir):

@@ -11,9 +11,9 @@ from factories import write_config, write_csv
 
 from promptft_cli import runs
 from promptft_cli.config import load_config
+from promptft_cli.data.prepare import prepare
 from promptft_cli.errors import PromptftError
-from promptft_cli.prepare import prepare
-from promptft_cli.train import train
+from promptft_cli.training.loop import train
 
 
 def easy_rows(n: int, seed: int) -> list[dict[str, str]]:
@@ -32,7 +32,7 @@ def easy_rows(n: int, seed: int) -> list[dict[str, str]]:
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
     """Figures cost seconds per run and are tested in test_plots.py."""
-    monkeypatch.setattr("promptft_cli.train.plots.write_run_plots", lambda *a, **k: [])
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
 
 
 def project(folder, model_dir, **sections):
@@ -50,7 +50,7 @@ def head_run(tmp_path_factory, tiny_encoder):
     config = write_config(folder, tiny_encoder, data={"train": "train.csv", "test": "test.csv"},
                           train={"epochs": 4, "lr": 0.1, "seed": 1})
     with pytest.MonkeyPatch.context() as m:
-        m.setattr("promptft_cli.train.plots.write_run_plots", lambda *a, **k: [])
+        m.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
         return train(load_config(config))
 
 
@@ -134,7 +134,7 @@ def test_failed_run_is_marked(tmp_path, tiny_encoder):
 
 
 def test_prepared_data_is_reused_until_the_data_changes(tmp_path, tiny_encoder, bert_tokenizer, monkeypatch):
-    import promptft_cli.prepare as prepare_module
+    import promptft_cli.data.prepare as prepare_module
 
     cfg = load_config(project(tmp_path, tiny_encoder))
     first = prepare(cfg, bert_tokenizer)

@@ -45,7 +45,15 @@ class Method:
 
 
 def _registry() -> dict[str, Method]:
-    from promptft_cli.methods import bitfit, full, head, lora, p_tuning, prefix_tuning, prompt_tuning
+    from promptft_cli.methods import (
+        bitfit,
+        full,
+        head,
+        lora,
+        p_tuning,
+        prefix_tuning,
+        prompt_tuning,
+    )
 
     return {m.METHOD.name: m.METHOD for m in (full, head, bitfit, prompt_tuning, p_tuning, prefix_tuning, lora)}
 

@@ -18,7 +18,9 @@ class LoraOptions(MethodOptions):
 
 def apply(backbone, options: LoraOptions, model_kind: str) -> Prepared:
     from peft import LoraConfig, TaskType, get_peft_model
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
+    )
 
     targets = options.target_modules or DEFAULTS.get(backbone.config.model_type) or "all-linear"
     cfg = LoraConfig(

@@ -6,15 +6,23 @@ Combinations that cannot work are refused here, before any weights load, naming 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.templates import TEMPLATE_FIELD, VERBALIZER_FIELD, Template, Verbalizer, build_verbalizer
+from promptft_cli.prompting.templates import (
+    TEMPLATE_FIELD,
+    Template,
+    Verbalizer,
+    build_verbalizer,
+)
 
 if TYPE_CHECKING:
     from promptft_cli.config import Config
 
+
+
 log = logging.getLogger("promptft.verbalizer")
+
 
 KIND_NAMES = {"mlm": "masked LM", "causal": "causal LM", "encoder": "encoder"}
 
@@ -69,35 +77,3 @@ def _relevant_warnings(verbalizer: Verbalizer, cfg: "Config", kind: str, tokeniz
     return [f"label '{label}': the tokenizer does not know part of '{word}' (it becomes {tokenizer.unk_token})"
             for label in verbalizer.labels for word, ids in zip(verbalizer.words[label], verbalizer.token_ids[label])
             if unk is not None and unk in ids]
-
-
-def build_head(cfg: "Config", kind: str, backbone, tokenizer, labels: list[str], pooling: str,
-               verbalizer: Verbalizer | None) -> Any:
-    """The head for `prompt.head` on this backbone kind, initialised before any method wraps the backbone."""
-    from promptft_cli.heads import LinearHead, LMVerbalizerHead, SimilarityHead, label_phrase_vectors
-
-    combine = cfg.prompt.combine
-    if cfg.prompt.resolved_head == "linear":
-        head = LinearHead(backbone.config.hidden_size, len(labels), pooling)
-        if verbalizer is not None and cfg.prompt.init_from_verbalizer:
-            vectors, _ = label_phrase_vectors(backbone, tokenizer, verbalizer, pooling, "mean")
-            head.init_from_embeddings(vectors)
-        return head
-    if verbalizer is None:  # the config schema already requires it; a clear message if called directly
-        raise PromptftError("head 'verbalizer' needs prompt.verbalizer (label → words)", field=VERBALIZER_FIELD)
-    if kind in ("mlm", "causal"):
-        _check_positions(cfg, kind, backbone, verbalizer)
-        return LMVerbalizerHead(verbalizer, combine, causal=kind == "causal")
-    vectors, owners = label_phrase_vectors(backbone, tokenizer, verbalizer, pooling, combine)
-    return SimilarityHead(vectors, owners, len(labels), pooling, combine)
-
-
-def _check_positions(cfg: "Config", kind: str, backbone, verbalizer: Verbalizer) -> None:
-    """A causal LM appends label-word tokens after the template: they must fit the model's positions."""
-    limit = getattr(backbone.config, "max_position_embeddings", None) or getattr(backbone.config, "n_positions", None)
-    if kind != "causal" or not limit:
-        return
-    longest = max(len(ids) for words in verbalizer.token_ids.values() for ids in words)
-    if cfg.model.max_length + longest - 1 > limit:
-        raise PromptftError(f"model.max_length {cfg.model.max_length} plus the longest label word ({longest} tokens) "
-                            f"exceeds the model's {limit} positions; lower model.max_length", field="model.max_length")

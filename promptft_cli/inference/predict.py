@@ -11,57 +11,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from promptft_cli import runs
 from promptft_cli.config import Config, load_config
-from promptft_cli.data import TextNotes, iter_records, text_value
+from promptft_cli.data.reading import TextNotes, iter_records, text_value
 from promptft_cli.errors import PromptftError
-from promptft_cli.templates import Template
+from promptft_cli.prompting.templates import Template
+from promptft_cli.tasks.classification import inference_device, predict_proba
 
 CHUNK_ROWS = 4096
+
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def predict_proba(classifier, split, batch_size: int):
-    """Class probabilities for every encoded example, in the split's original order."""
-    import torch
-
-    from promptft_cli.batching import inference_batches
-
-    batches = inference_batches(split.lengths, batch_size, extra_tokens=getattr(classifier, "virtual_tokens", 0))
-    idx, probs = score(classifier, split, batches)
-    out = torch.empty(len(split), classifier.num_labels)
-    out[idx] = probs
-    return out.numpy()
-
-
-def score(classifier, split, batches: Sequence[Sequence[int]]):
-    """Probabilities (on CPU) for the examples of `batches`, one forward pass per batch on the classifier's device;
-    returns (example indices, probabilities) row by row."""
-    import torch
-
-    from promptft_cli.batching import collate
-
-    device = next(classifier.parameters()).device
-    pad_id = getattr(classifier, "pad_token_id", 0)
-    idx: list[int] = [i for b in batches for i in b]
-    out = torch.empty(len(idx), classifier.num_labels)
-    classifier.eval()
-    with torch.inference_mode():
-        row = 0
-        for b in batches:
-            batch = {k: v.to(device) for k, v in collate(split, b, pad_id).items() if k != "labels"}
-            out[row : row + len(b)] = torch.softmax(classifier(**batch).float(), dim=-1).cpu()
-            row += len(b)
-    return idx, out
-
-
-def inference_device() -> str:
-    """Where predict and evaluate run: this process's GPU when there is one, else the CPU."""
-    import os
-
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per process when launched
-    return "cpu"
 
 
 @dataclass
@@ -83,10 +41,12 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
         """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
-        from promptft_cli.checkpoints import weights_for
-        from promptft_cli.demonstrations import from_run
-        from promptft_cli.models import build_classifier, load_tokenizer, load_weights
-        from promptft_cli.prepare import template_for
+        from promptft_cli.modeling.classifier import build_classifier
+        from promptft_cli.modeling.loading import load_tokenizer
+        from promptft_cli.modeling.weights import load_weights
+        from promptft_cli.prompting.demonstrations import from_run
+        from promptft_cli.prompting.templates import template_for
+        from promptft_cli.training.checkpoints import weights_for
 
         if checkpoint is None:
             weights, labels = run_dir / runs.CHECKPOINT, runs.require_finished(run_dir).labels
@@ -107,9 +67,13 @@ class Predictor:
 
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
-        from promptft_cli.demonstrations import from_config as demonstrations_from
-        from promptft_cli.models import build_classifier, load_tokenizer
-        from promptft_cli.prepare import prepare, template_for
+        from promptft_cli.data.prepare import prepare
+        from promptft_cli.modeling.classifier import build_classifier
+        from promptft_cli.modeling.loading import load_tokenizer
+        from promptft_cli.prompting.demonstrations import (
+            from_config as demonstrations_from,
+        )
+        from promptft_cli.prompting.templates import template_for
 
         if cfg.prompt.resolved_head != "verbalizer":
             raise PromptftError("zero-shot scoring needs a verbalizer (label → words) and head 'verbalizer'; "
@@ -140,7 +104,7 @@ class Predictor:
         return cls.from_config(cfg)
 
     def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
-        from promptft_cli.batching import encode_rows
+        from promptft_cli.prompting.encoding import encode_rows
 
         encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
         split = encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)

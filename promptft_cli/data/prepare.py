@@ -9,22 +9,17 @@ from typing import Any
 
 from promptft_cli import runs
 from promptft_cli.config import Config
-from promptft_cli.data import SPLITS, UNLABELED, PreparedData, Split, fingerprint, length_stats, load_splits
-from promptft_cli.errors import PromptftError
+from promptft_cli.data.reading import (
+    SPLITS,
+    UNLABELED,
+    PreparedData,
+    Split,
+    fingerprint,
+    length_stats,
+    load_splits,
+)
 from promptft_cli.progress import track
-from promptft_cli.templates import Template, encode, parse_template
-
-
-def template_for(cfg: Config) -> Template:
-    """The configured template, or one that just joins the text columns."""
-    source = cfg.prompt.template or " ".join("{%s}" % c for c in cfg.data.columns)
-    template = parse_template(source)
-    unknown = [c for c in template.columns if c not in cfg.data.columns]
-    if unknown:
-        raise PromptftError(
-            f"template uses column '{unknown[0]}' but the data columns are {cfg.data.columns} "
-            "(set data.text_columns)", field="prompt.template")
-    return template
+from promptft_cli.prompting.templates import Template, encode, template_for
 
 
 def data_fingerprint(cfg: Config) -> str:
@@ -42,7 +37,7 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
     template = template_for(cfg)
     data = load_splits(cfg.data, cfg.path, cfg.train.seed)
     if tokenizer is None:
-        from promptft_cli.models import load_tokenizer
+        from promptft_cli.modeling.loading import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
     data.report.update(_report(data, template, tokenizer, cfg.model.max_length), fingerprint=digest)

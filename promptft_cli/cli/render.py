@@ -74,7 +74,7 @@ _STATUS_STYLE = {"complete": "green", "running": "cyan", "failed": "red", "inter
 
 
 def _run_cells(r) -> dict[str, str]:
-    from promptft_cli.run_table import human_bytes
+    from promptft_cli.runs.table import human_bytes
 
     short = {"accuracy": "acc", "macro_f1": "F1"}.get(r.best_metric or "", r.best_metric)
     best = f"{short} {_num(r.best_validation, '{:.3f}')}" if r.best_validation is not None else "-"

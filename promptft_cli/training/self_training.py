@@ -18,9 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from promptft_cli import distributed, model_card, runs
-from promptft_cli.data import UNLABELED
+from promptft_cli import runs
+from promptft_cli.data.reading import UNLABELED
 from promptft_cli.progress import status
+from promptft_cli.runs import model_card
+from promptft_cli.training import distributed
 
 log = logging.getLogger("promptft.self_training")
 SUMMARY = "self_training.json"
@@ -52,8 +54,8 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     """
     from accelerate.utils import set_seed
 
-    from promptft_cli.distributed import predict_proba
-    from promptft_cli.models import build_classifier
+    from promptft_cli.modeling.classifier import build_classifier
+    from promptft_cli.training.distributed import predict_proba
 
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
     st = cfg.train.self_training

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from promptft_cli.errors import PromptftError
+
+if TYPE_CHECKING:
+    from promptft_cli.config import Config
 
 TEMPLATE_FIELD = "prompt.template"
 VERBALIZER_FIELD = "prompt.verbalizer"
@@ -93,6 +97,18 @@ def parse_template(source: str) -> Template:
             mask_at = offset
         parts.append(part)
     return Template(source, tuple(parts))
+
+
+def template_for(cfg: "Config") -> Template:
+    """The configured template, or one that just joins the text columns."""
+    source = cfg.prompt.template or " ".join("{%s}" % c for c in cfg.data.columns)
+    template = parse_template(source)
+    unknown = [c for c in template.columns if c not in cfg.data.columns]
+    if unknown:
+        raise PromptftError(
+            f"template uses column '{unknown[0]}' but the data columns are {cfg.data.columns} "
+            "(set data.text_columns)", field="prompt.template")
+    return template
 
 
 def _syntax_error(what: str, offset: int, hint: str | None = None) -> PromptftError:

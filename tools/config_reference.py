@@ -1,6 +1,6 @@
 """The README's config reference and method table, generated from the schema so they never drift.
 
-`python -m promptft_cli.docs` rewrites the marked blocks of README.md; a test checks they are current.
+`python tools/config_reference.py` rewrites the marked blocks of README.md; a test checks they are current.
 """
 
 from __future__ import annotations

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 import yaml
 
-from promptft_cli import plots, runs
+from promptft_cli import runs
 from promptft_cli.config import Config, load_config, save_config, validate_config
-from promptft_cli.data import SPLITS, load_splits
+from promptft_cli.data.reading import SPLITS, load_splits
 from promptft_cli.errors import PromptftError
 from promptft_cli.progress import status
+from promptft_cli.runs import plots
 
 MULTI_SEED = "multi-seed"
 SUMMARY = "summary.json"
@@ -72,7 +73,7 @@ def train_seeds(cfg: Config, *, overwrite: bool = False, resume: bool = False,
     from its checkpoint.
     """
     if train_one is None:
-        from promptft_cli.train import train as train_one
+        from promptft_cli.training.loop import train as train_one
     fs = cfg.data.few_shot
     if not fs or not fs.seeds:
         raise PromptftError("the few-shot protocol needs data.few_shot.seeds", field="data.few_shot.seeds")
@@ -156,7 +157,7 @@ def config_for_seed(cfg: Config, seed: int) -> Config:
 
 def _finished_metrics(seed_cfg: Config, overwrite: bool) -> dict[str, Any] | None:
     """Metrics of a seed's run finished earlier with this exact config and data (an interrupted parent continues)."""
-    from promptft_cli.prepare import data_fingerprint
+    from promptft_cli.data.prepare import data_fingerprint
 
     run_dir = seed_cfg.run_dir
     needed = (runs.RUN_INFO, runs.METRICS, runs.CONFIG, runs.REPORT)
@@ -195,7 +196,7 @@ def multi_seed_dir(target: Path, overrides: list[str] | None = None) -> Path | N
 
 def evaluate_seeds(parent: Path, data: Path | None = None, batch_size: int | None = None) -> dict[str, Any]:
     """Evaluate every seed's run (on its test split or on `data`) and aggregate as mean ± std."""
-    from promptft_cli.evaluate import evaluate_target
+    from promptft_cli.inference.evaluate import evaluate_target
 
     info = SeedsInfo.load(parent)
     if info.status != "complete":

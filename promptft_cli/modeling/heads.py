@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from promptft_cli.templates import Verbalizer
+from promptft_cli.prompting.templates import Verbalizer
 
 # CLIP and sentence-transformers' ranking loss start cosine logits at a scale of ~20: a cosine gap of
 # 0.05 (typical between a sentence and two label phrases) is then one logit, neither flat nor saturated.

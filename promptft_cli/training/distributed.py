@@ -289,11 +289,11 @@ def predict_proba(classifier, split, batch_size: int) -> "np.ndarray":
     a single-process evaluation, and every process gets the same array (and takes the same early-stopping
     decision).
     """
-    from promptft_cli import predict
+    from promptft_cli.tasks import classification
 
     if state().num_processes == 1:
-        return predict.predict_proba(classifier, split, batch_size)
-    from promptft_cli.batching import inference_batches
+        return classification.predict_proba(classifier, split, batch_size)
+    from promptft_cli.modeling.batching import inference_batches
 
     batches = inference_batches(split.lengths, batch_size)
     n, rank = state().num_processes, state().process_index
@@ -301,7 +301,7 @@ def predict_proba(classifier, split, batch_size: int) -> "np.ndarray":
     real = sum(len(b) for b in mine)
     # Sharded weights (FSDP) are gathered inside each forward: every process must run as many as the others.
     filler = [batches[0][:1]] * (math.ceil(len(batches) / n) - len(mine)) if batches else []
-    idx, probs = predict.score(classifier, split, mine + filler)
+    idx, probs = classification.score(classifier, split, mine + filler)
     width = max(sum(len(b) for b in batches[r::n]) for r in range(n)) if batches else 0
     return _gather_rows(idx[:real], probs[:real], width, len(split), classifier.num_labels)
 

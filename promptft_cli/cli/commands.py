@@ -52,10 +52,10 @@ def _main(
 def prepare(config: ConfigArg, set_: SetOpt = None, overwrite: Annotated[bool, typer.Option(help="Allow writing into a finished run's directory.")] = False,
             json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Read, clean, split and sample the data; write prepared JSONL and data_report.json to the run directory."""
-    from promptft_cli import render
+    from promptft_cli.cli import render
     from promptft_cli.config import load_config
-    from promptft_cli.prepare import prepare as run_prepare
-    from promptft_cli.runs import check_output_dir
+    from promptft_cli.data.prepare import prepare as run_prepare
+    from promptft_cli.runs.layout import check_output_dir
 
     _setup(quiet or json_out)
     cfg = load_config(config, set_)
@@ -70,22 +70,22 @@ def train(config: ConfigArg, set_: SetOpt = None,
           resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its newest complete checkpoint.")] = False,
           json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train per the config (preparing data if needed), keep the best checkpoint, and test it."""
-    from promptft_cli import render
+    from promptft_cli.cli import render
     from promptft_cli.config import load_config
-    from promptft_cli.train import train as run_train
+    from promptft_cli.training.loop import train as run_train
 
     _setup(quiet or json_out)
     cfg = load_config(config, set_)
     if cfg.data.few_shot and cfg.data.few_shot.seeds:  # the few-shot protocol: one run per seed
-        from promptft_cli.distributed import single_process_only
-        from promptft_cli.fewshot import train_seeds
+        from promptft_cli.training.distributed import single_process_only
+        from promptft_cli.training.fewshot import train_seeds
 
         single_process_only("data.few_shot.seeds: one small run per seed", field="data.few_shot.seeds")
 
         _emit(train_seeds(cfg, overwrite=overwrite, resume=resume), json_out, render.seed_summary)
         return
     result = run_train(cfg, overwrite=overwrite, resume=resume)
-    from promptft_cli import distributed
+    from promptft_cli.training import distributed
 
     distributed.finish()
     if distributed.is_main():  # launched on N processes, the result is printed once
@@ -102,9 +102,9 @@ def evaluate(
     set_: SetOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run (zero-shot for a config without one)."""
-    from promptft_cli import render
-    from promptft_cli.evaluate import evaluate_target
-    from promptft_cli.fewshot import evaluate_seeds, multi_seed_dir
+    from promptft_cli.cli import render
+    from promptft_cli.inference.evaluate import evaluate_target
+    from promptft_cli.training.fewshot import evaluate_seeds, multi_seed_dir
 
     _setup(quiet or json_out)
     parent = multi_seed_dir(target, set_) if checkpoint is None else None
@@ -133,7 +133,13 @@ def predict(
     set_: SetOpt = None, quiet: QuietOpt = False,
 ) -> None:
     """Label new rows: keeps the input columns and adds prediction, confidence and prob_<label>."""
-    from promptft_cli.predict import InputStats, Predictor, predictions, read_inputs, write_predictions
+    from promptft_cli.inference.predict import (
+        InputStats,
+        Predictor,
+        predictions,
+        read_inputs,
+        write_predictions,
+    )
     from promptft_cli.progress import status, track
 
     _setup(quiet or output is None or json_out)
@@ -153,8 +159,8 @@ def list_runs(
     json_out: JsonOpt = False,
 ) -> None:
     """Table of the runs under FOLDER: method, head, k/seeds, validation and test scores, time, size, status."""
-    from promptft_cli import render
-    from promptft_cli.run_table import list_runs as collect
+    from promptft_cli.cli import render
+    from promptft_cli.runs.table import list_runs as collect
 
     rows = collect(folder)
     _emit({"runs": [r.to_json() for r in rows]}, json_out, lambda _: render.runs_table(rows, str(folder)))
@@ -167,15 +173,15 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Runs side by side: scores (best in green) and the config keys that differ (in yellow)."""
-    from promptft_cli import render
-    from promptft_cli.run_table import compare_runs
+    from promptft_cli.cli import render
+    from promptft_cli.runs.table import compare_runs
 
     cmp = compare_runs(run_dirs)
     _emit(cmp.to_json(), json_out, lambda _: render.comparison(cmp, show_all))
 
 
 def _starter_names(incomplete: str) -> list[str]:
-    from promptft_cli.starters import names
+    from promptft_cli.cli.starters import names
 
     return [n for n in names() if n.startswith(incomplete)]
 
@@ -188,7 +194,7 @@ def init(
     json_out: JsonOpt = False,
 ) -> None:
     """Write a commented starter config (sentiment, topic, pair task, zero-shot) that runs as written."""
-    from promptft_cli import starters
+    from promptft_cli.cli import starters
 
     path = starters.write(template, output or Path(f"{template}.yaml"), force)
     command = starters.STARTERS[template].command
@@ -215,7 +221,7 @@ def config_show(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = Fals
 
 
 def _write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Optional[Path]) -> list[Path]:
-    from promptft_cli.evaluate import write_evaluation
+    from promptft_cli.inference.evaluate import write_evaluation
     from promptft_cli.progress import status
 
     try:

@@ -7,48 +7,12 @@ from typing import Any, Sequence
 
 from promptft_cli import runs
 from promptft_cli.errors import PromptftError
-
-
-def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
-    # numpy, not sklearn: importing sklearn.metrics (with scipy) costs seconds and ~50 MB on every
-    # training run, which validates each epoch. Same definitions as sklearn with zero_division=0.
-    import numpy as np
-
-    k = len(labels)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
-    p, r, f = (_ratio(tp, predicted), _ratio(tp, support), _ratio(2 * tp, predicted + support))
-    return {
-        "accuracy": float(tp.sum() / len(y_true)) if len(y_true) else 0.0,
-        "macro_f1": float(f.mean()) if k else 0.0,
-        "n": len(y_true),
-        "labels": list(labels),
-        "per_class": {
-            label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
-            for i, label in enumerate(labels)
-        },
-        "confusion_matrix": cm.tolist(),
-    }
-
-
-def _ratio(num, den):
-    import numpy as np
-
-    return np.divide(num, den, out=np.zeros(len(num), dtype=np.float64), where=den > 0)
-
-
-def metrics_from_proba(probs, y_true: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
-    import numpy as np
-
-    y_pred = np.asarray(probs).argmax(axis=1).tolist() if len(y_true) else []
-    return compute_metrics(list(y_true), y_pred, labels)
+from promptft_cli.tasks.classification import metrics_from_proba
 
 
 def labelled_rows(path: Path, columns: list[str], label_column: str, labels: Sequence[str], encoding: str = "utf-8") -> list[dict[str, str]]:
     """Read a labelled file for evaluation; a label the model does not know is an error."""
-    from promptft_cli.data import read_split
+    from promptft_cli.data.reading import read_split
 
     split, _ = read_split(path, "evaluation", columns, label_column, encoding)
     known = set(labels)
@@ -71,7 +35,7 @@ def evaluate_target(target: Path, data: Path | None = None, overrides: list[str]
 
     `checkpoint` scores a saved checkpoint instead of the finished run's best one (works on unfinished runs).
     """
-    from promptft_cli.predict import Predictor
+    from promptft_cli.inference.predict import Predictor
 
     run_dir = _run_dir_of(target, overrides)
     predictor = Predictor.for_target(target, checkpoint, overrides)
@@ -90,7 +54,7 @@ def evaluate_target(target: Path, data: Path | None = None, overrides: list[str]
 
 def _evaluate_zero_shot(predictor, data: Path | None, batch_size: int | None) -> dict[str, Any]:
     """Score the prepared test split (or `data`) with the untrained template + verbalizer."""
-    from promptft_cli.prepare import prepare
+    from promptft_cli.data.prepare import prepare
 
     cfg = predictor.cfg
     prepared = prepare(cfg, predictor.tokenizer)
@@ -120,7 +84,7 @@ def write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Path | None =
     `evaluation-<FILE stem>.json` + `evaluation-<FILE stem>_confusion_matrix.png`, so evaluations of
     different files sit side by side. A multi-seed summary gets a box plot over seeds (`..._seeds.png`).
     """
-    from promptft_cli.plots import plot_confusion, plot_seeds
+    from promptft_cli.runs.plots import plot_confusion, plot_seeds
 
     stem = "evaluation" if data is None else f"evaluation-{data.stem}"
     report = run_dir / f"{stem}.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from promptft_cli.errors import PromptftError
 
-SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 PLACEHOLDER = "PLACEHOLDER"
 
 
@@ -168,7 +168,7 @@ def write(name: str, path: Path, force: bool = False) -> Path:
     if path.is_dir():
         raise PromptftError("expected a file path for the config, got a directory", file=path)
     text = render(name, path)
-    from promptft_cli.runs import write_text_atomic
+    from promptft_cli.runs.layout import write_text_atomic
 
     write_text_atomic(path, text)
     return path

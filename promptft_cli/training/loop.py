@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptft_cli import distributed, model_card, plots, runs, tracking
+from promptft_cli import runs
 from promptft_cli.config import Config, save_config
 from promptft_cli.errors import Interrupted, PromptftError
 from promptft_cli.progress import Tracked, TrainProgress, status
+from promptft_cli.runs import model_card, plots
+from promptft_cli.training import distributed, tracking
 
 log = logging.getLogger("promptft.train")
 
@@ -47,10 +49,12 @@ def setup(cfg: Config) -> Setup:
     """Seed, prepare the data, encode every split once, build backbone + method + head."""
     from accelerate.utils import set_seed
 
-    from promptft_cli import demonstrations
-    from promptft_cli.batching import encode_rows
-    from promptft_cli.models import build_classifier, load_tokenizer
-    from promptft_cli.prepare import prepare, template_for
+    from promptft_cli.data.prepare import prepare
+    from promptft_cli.modeling.classifier import build_classifier
+    from promptft_cli.modeling.loading import load_tokenizer
+    from promptft_cli.prompting import demonstrations
+    from promptft_cli.prompting.encoding import encode_rows
+    from promptft_cli.prompting.templates import template_for
 
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
@@ -74,7 +78,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
 
     `resume` continues an interrupted run from its newest complete checkpoint (same config and data).
     """
-    from promptft_cli.checkpoints import check_resumable
+    from promptft_cli.training.checkpoints import check_resumable
 
     run_dir, main = cfg.run_dir, distributed.is_main()
     distributed.check_supported(cfg)
@@ -98,7 +102,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
         s = setup(cfg)
         result = _run(s, run_dir, resume)
         if cfg.train.self_training:
-            from promptft_cli import self_training
+            from promptft_cli.training import self_training
 
             result = self_training.run_rounds(s, result, _run)
         return result
@@ -120,10 +124,16 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
-    from promptft_cli import feature_cache
-    from promptft_cli.batching import EpochBatches, loader
-    from promptft_cli.checkpoints import Keeper, LoopState, StopOnSignal, remaining_batches
-    from promptft_cli.models import load_weights, save_weights, trainable_parameters
+    from promptft_cli.modeling import feature_cache
+    from promptft_cli.modeling.batching import EpochBatches, loader
+    from promptft_cli.modeling.classifier import trainable_parameters
+    from promptft_cli.modeling.weights import load_weights, save_weights
+    from promptft_cli.training.checkpoints import (
+        Keeper,
+        LoopState,
+        StopOnSignal,
+        remaining_batches,
+    )
 
     cfg, tc = s.cfg, s.cfg.train
     method_lr = __import__("promptft_cli.methods", fromlist=["METHODS"]).METHODS[cfg.method.name].default_lr
@@ -232,8 +242,8 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
 def _validate(classifier, s: Setup, cache=None) -> dict[str, float]:
     import numpy as np
 
-    from promptft_cli.distributed import predict_proba
-    from promptft_cli.evaluate import metrics_from_proba
+    from promptft_cli.tasks.classification import metrics_from_proba
+    from promptft_cli.training.distributed import predict_proba
 
     split = s.encoded["validation"]
     probs = cache.proba(classifier, "validation") if cache else predict_proba(classifier, split, s.cfg.train.eval_batch_size)
@@ -243,8 +253,8 @@ def _validate(classifier, s: Setup, cache=None) -> dict[str, float]:
 
 
 def _test_metrics(classifier, s: Setup) -> dict[str, Any]:
-    from promptft_cli.distributed import predict_proba
-    from promptft_cli.evaluate import metrics_from_proba
+    from promptft_cli.tasks.classification import metrics_from_proba
+    from promptft_cli.training.distributed import predict_proba
 
     split = s.encoded["test"]
     return metrics_from_proba(predict_proba(classifier, split, s.cfg.train.eval_batch_size), split.labels, s.labels)
@@ -253,7 +263,9 @@ def _test_metrics(classifier, s: Setup) -> dict[str, Any]:
 def _fused_adamw(params) -> bool:
     """torch's fused AdamW takes floating-point weights on the CPU, CUDA, XPU or MPS (torch >= 2.4 for the CPU)."""
     try:
-        from torch.optim.optimizer import _get_fused_kernels_supported_devices as supported
+        from torch.optim.optimizer import (
+            _get_fused_kernels_supported_devices as supported,
+        )
     except ImportError:  # a private helper of torch: without it, keep the portable implementation
         return False
     return all(p.is_floating_point() and p.device.type in supported() for p in params)
@@ -269,7 +281,7 @@ def _check_finite(loss, step: int, run_dir: Path) -> None:
     import torch
 
     if not torch.isfinite(loss.detach()).all():
-        from promptft_cli.checkpoints import latest
+        from promptft_cli.training.checkpoints import latest
 
         good = latest(run_dir / runs.CHECKPOINTS)
         kept = f"the last good checkpoint is {good}" if good else "no checkpoint was saved before it"

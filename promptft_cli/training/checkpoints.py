@@ -128,7 +128,7 @@ class Keeper:
         """Write the checkpoint of step `st.step` beside the others, then rename it into place."""
         import torch
 
-        from promptft_cli.models import save_weights
+        from promptft_cli.modeling.weights import save_weights
 
         final = self.root / _name(st.step)
         if not self.is_main:
@@ -162,7 +162,7 @@ class Keeper:
         """Load the newest complete checkpoint into model, optimizer, scheduler and RNGs; cut history back to it."""
         import torch
 
-        from promptft_cli.models import load_weights
+        from promptft_cli.modeling.weights import load_weights
 
         path = latest(self.root)
         if path is None:
@@ -246,7 +246,7 @@ def weights_for(run_dir: Path, checkpoint: Path) -> tuple[Path, list[str]]:
 
 def check_resumable(cfg) -> None:
     """Refuse a resume that could not reproduce the interrupted run: nothing saved, finished, or config/data changed."""
-    from promptft_cli.prepare import data_fingerprint
+    from promptft_cli.data.prepare import data_fingerprint
 
     run_dir = cfg.run_dir
     if not (run_dir / runs.CONFIG).exists():
