@@ -12,12 +12,20 @@ console = Console()
 
 def data_report(report: dict[str, Any]) -> None:
     table = Table(title=f"prepared data · template {report.get('template', '')!r}")
-    for col in ("split", "rows", "labels", "tokens p50", "p95", "max", f"> max_length ({report.get('max_length')})"):
+    generation = "max_target_length" in report
+    columns = ("split", "rows", "tokens p50", "p95", "max", f"> max_length ({report.get('max_length')})",
+               "target p50", "p95", "max", f"> max_target_length ({report.get('max_target_length')})") if generation else \
+        ("split", "rows", "labels", "tokens p50", "p95", "max", f"> max_length ({report.get('max_length')})")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("split", "labels") else "right")
     for name, s in report["splits"].items():
-        labels = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
         t = s["tokens"]
-        table.add_row(name, str(s["rows"]), labels, str(t["p50"]), str(t["p95"]), str(t["max"]), f"{t['truncated_share']:.1%}")
+        cells = [str(t["p50"]), str(t["p95"]), str(t["max"]), f"{t['truncated_share']:.1%}"]
+        if generation:
+            g = s["target_tokens"]
+            table.add_row(name, str(s["rows"]), *cells, str(g["p50"]), str(g["p95"]), str(g["max"]), f"{g['truncated_share']:.1%}")
+        else:
+            table.add_row(name, str(s["rows"]), ", ".join(f"{k} {v}" for k, v in s["labels"].items()), *cells)
     console.print(table)
     dropped = {n: {k: v for k, v in d.items() if isinstance(v, int) and v} for n, d in report.get("dropped", {}).items()}
     notes = [f"{n}: dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in d.items()) for n, d in dropped.items() if d]
