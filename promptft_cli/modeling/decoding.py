@@ -70,21 +70,26 @@ def generate_texts(generator, split: EncodedGeneration, tokenizer, settings: dic
     """
     from promptft_cli.modeling.batching import inference_batches
 
-    device = next(generator.parameters()).device
-    per_example = settings.get("num_return_sequences", 1)
     out: list[list[str]] = [[] for _ in range(len(split))]
     generator.eval()
-    batches = inference_batches(split.lengths, batch_size, max_tokens=1 << 62)
-    for indices in batches:
-        batch = {k: v.to(device) for k, v in collate_prompts(split, indices, generator.pad_token_id, generator.kind).items()}
-        ids = generator.generate_ids(batch["input_ids"], batch["attention_mask"], {**settings, "use_cache": True},
-                                     batch.get("soft_positions"))
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        for j, text in enumerate(texts):
-            out[indices[j // per_example]].append(cut_at_stop(text.strip(), stop))
+    for indices in inference_batches(split.lengths, batch_size, max_tokens=1 << 62):
+        for i, texts in zip(indices, generate_batch(generator, split, indices, tokenizer, settings, stop)):
+            out[i] = texts
         if progress is not None:
             progress(len(indices))
     return out
+
+
+def generate_batch(generator, split: EncodedGeneration, indices: Sequence[int], tokenizer, settings: dict[str, Any],
+                   stop: Sequence[str] = ()) -> list[list[str]]:
+    """The texts generated for one batch of examples (num_return_sequences each), in `indices` order."""
+    device = next(generator.parameters()).device
+    per_example = settings.get("num_return_sequences", 1)
+    batch = {k: v.to(device) for k, v in collate_prompts(split, indices, generator.pad_token_id, generator.kind).items()}
+    ids = generator.generate_ids(batch["input_ids"], batch["attention_mask"], {**settings, "use_cache": True},
+                                 batch.get("soft_positions"))
+    texts = [cut_at_stop(t.strip(), stop) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return [texts[j * per_example:(j + 1) * per_example] for j in range(len(indices))]
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

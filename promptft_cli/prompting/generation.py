@@ -7,11 +7,12 @@ model reads the prompt and is trained to produce target + end token. Targets are
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.prompting.templates import TEMPLATE_FIELD, Template, Text, encode, fill_text
+from promptft_cli.prompting.templates import TEMPLATE_FIELD, Template, Text, _special_tokens_around, encode, fill_text
 
 TARGET = "target"
 """The key of a prepared row's target text (whatever the data's target column is called)."""
@@ -31,6 +32,11 @@ class EncodedGeneration:
     """Prompts cut to model.max_length."""
     targets_truncated: int = 0
     """Targets cut to model.max_target_length."""
+    kind: str = "causal"
+    """causal or seq2seq: how training rows are laid out (see modeling/decoding.py)."""
+    train_on_prompt: bool = False
+    references: list[list[str]] | None = None
+    """Every reference of each example (metrics), where targets are known."""
     lengths: list[int] = field(init=False)
     """Prompt lengths (what generation batches are sorted by)."""
 
@@ -69,12 +75,13 @@ def target_prefix(template: Template, kind: str, chat: bool) -> str:
 
 def encode_generation_rows(rows: Sequence[Mapping[str, str]], template: Template, tokenizer, kind: str,
                            max_length: int, max_target_length: int, *, chat: bool = False,
-                           with_targets: bool = True) -> EncodedGeneration:
-    """Prompt ids (and target ids + end token) for every row."""
+                           with_targets: bool = True, demonstrations: Sequence[Sequence[str]] | None = None) -> EncodedGeneration:
+    """Prompt ids (and target ids + end token) for every row; `demonstrations[i]`: solved examples put before row i."""
     check_template(template)
     prompts, softs, truncated = [], [], 0
-    for row in rows:
-        ids, soft, cut = _prompt_ids(template, row, tokenizer, max_length, chat)
+    for i, row in enumerate(rows):
+        demos = demonstrations[i] if demonstrations else ()
+        ids, soft, cut = _prompt_ids(template, row, tokenizer, max_length, chat, demos)
         prompts.append(ids)
         softs.append(soft)
         truncated += cut
@@ -94,15 +101,53 @@ def target_length(text: str, tokenizer, prefix: str = "") -> int:
     return len(tokenizer(prefix + text, add_special_tokens=False)["input_ids"]) + 1
 
 
-def _prompt_ids(template: Template, row: Mapping[str, str], tokenizer, max_length: int, chat: bool):
+def _prompt_ids(template: Template, row: Mapping[str, str], tokenizer, max_length: int, chat: bool,
+                demos: Sequence[str] = ()):
     if not chat:
         encoded = encode(template, row, tokenizer, max_length)
-        return encoded.input_ids, encoded.soft_positions, encoded.truncated
-    text = tokenizer.apply_chat_template([{"role": "user", "content": fill_text(template, row)}],
+        ids, soft = encoded.input_ids, encoded.soft_positions
+        if demos:
+            # The input keeps its full share of max_length; demonstrations fill what is left, dropped from the end.
+            front = len(_special_tokens_around(tokenizer)[0])
+            shown = _fitting(demos, tokenizer, max_length - len(ids))
+            extra = tokenizer("".join(shown), add_special_tokens=False)["input_ids"] if shown else []
+            ids, soft = ids[:front] + extra + ids[front:], [p + len(extra) for p in soft]
+        return ids, soft, encoded.truncated
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "".join(demos) + fill_text(template, row)}],
                                          add_generation_prompt=True, tokenize=False)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     # The end holds the generation prompt ("<|im_start|>assistant\n"), which must stay: cut from the start.
     return list(ids[-max_length:]), [], len(ids) > max_length
+
+
+def _fitting(demos: Sequence[str], tokenizer, budget: int) -> list[str]:
+    shown, used = [], 0
+    for demo in demos:
+        n = len(tokenizer(demo, add_special_tokens=False)["input_ids"])
+        if used + n > budget:
+            break
+        shown.append(demo)
+        used += n
+    return shown
+
+
+def demonstrations_for(rows: Sequence[Mapping[str, str]], pool: Sequence[Mapping[str, str]], template: Template,
+                       k: int, seed: int, kind: str) -> list[list[str]]:
+    """k solved training examples per row (in-context learning), drawn with a seed and the row's own text.
+
+    A row gets the same demonstrations in training, evaluation and prediction, and never itself.
+    """
+    if not pool:
+        raise PromptftError("demonstrations need training rows to draw from", field="prompt.demonstrations")
+    prefix = target_prefix(template, kind, False) if kind == "causal" else " "
+    rendered = [fill_text(template, d).strip() + prefix + d[TARGET] + "\n\n" for d in pool]
+    out = []
+    for row in rows:
+        key = "\x1f".join(str(row.get(c, "")) for c in template.columns)
+        rng = random.Random(f"{seed}\x1e{key}")
+        others = [i for i, d in enumerate(pool) if "\x1f".join(str(d.get(c, "")) for c in template.columns) != key]
+        out.append([rendered[i] for i in rng.sample(others, min(k, len(others)))])
+    return out
 
 
 def check_chat(template: Template, tokenizer, chat: bool) -> None:
