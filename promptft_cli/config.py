@@ -12,12 +12,15 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from promptft_cli.errors import PromptftError
 from promptft_cli.methods import METHODS, MethodOptions
+from promptft_cli.runs.layout import write_text_atomic
+from promptft_cli.tasks.base import TASKS
 
 
 class Section(BaseModel):
@@ -158,15 +161,26 @@ class MethodConfig(BaseModel):
         return {"name": self.name, **self.options.model_dump()}
 
 
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
-GENERATION_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match")
+def _check_stopping_metric(metric: str, task: str) -> None:
+    accepted = TASKS[task].stopping_metrics
+    if metric not in accepted:
+        raise ValueError(f"'{metric}' is not a validation metric of task {task}; choose one of: {', '.join(accepted)}")
 
 
 class EarlyStoppingConfig(Section):
     patience: int = Field(5, ge=1)
     """Evaluations without improvement before training stops."""
-    metric: Literal["accuracy", "macro_f1", "loss", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match"] = "accuracy"
-    """Validation metric that picks the best checkpoint (generation: bleu, chrf, rouge1/2/L, exact_match or loss; default chrf)."""
+    metric: str | None = None
+    """Validation metric that picks the best checkpoint: one the task computes (classification: accuracy, macro_f1, loss; generation: chrf, bleu, rouge1/2/L, exact_match, loss); null: the task's first (accuracy, chrf)."""
+
+    @field_validator("metric")
+    @classmethod
+    def _a_metric_of_the_task(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # validate_config passes the task, so the error names this field and its line; Config checks again.
+        task = (info.context or {}).get("task")
+        if v is not None and task in TASKS:
+            _check_stopping_metric(v, task)
+        return v
 
 
 class SelfTrainingConfig(Section):
@@ -262,8 +276,8 @@ class GenerateConfig(Section):
 
 
 class Config(Section):
-    task: Literal["classification", "generation"] = "classification"
-    """The task type: `classification` (labels) or `generation` (text targets: translation, data-to-text, instructions)."""
+    task: str = "classification"
+    """The task type: one of the registered tasks (classification; generation for text targets: translation, data-to-text)."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     prompt: PromptConfig = Field(default_factory=PromptConfig)
@@ -279,21 +293,26 @@ class Config(Section):
     def _method_default(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task '{v}'; choose one of: {', '.join(TASKS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _stopping_metric_of_the_task(self) -> "Config":
+        es = self.train.early_stopping
+        if es.metric is None:
+            es.metric = TASKS[self.task].stopping_metrics[0]
+        _check_stopping_metric(es.metric, self.task)
+        return self
+
     @model_validator(mode="after")
     def _fits_the_task(self) -> "Config":
-        stopping = self.train.early_stopping
-        if self.task == "generation":
-            if "metric" not in stopping.model_fields_set:
-                stopping.metric = "chrf"  # smoother than BLEU on small validation sets (BLEU is often 0 early on)
-            elif stopping.metric in CLASSIFICATION_METRICS:
-                raise PromptftError(f"'{stopping.metric}' is a classification metric; generation computes "
-                                    f"{', '.join(GENERATION_METRICS)} and loss", field="train.early_stopping.metric")
-            if self.prompt.verbalizer or self.prompt.head:
-                raise PromptftError("verbalizers and heads are for classification; remove them for task: generation",
-                                    field="prompt.verbalizer" if self.prompt.verbalizer else "prompt.head")
-        elif stopping.metric in GENERATION_METRICS:
-            raise PromptftError(f"'{stopping.metric}' is a generation metric; classification computes "
-                                f"{', '.join(CLASSIFICATION_METRICS)} and loss", field="train.early_stopping.metric")
+        if self.task == "generation" and (self.prompt.verbalizer or self.prompt.head):
+            raise PromptftError("verbalizers and heads are for classification; remove them for task: generation",
+                                field="prompt.verbalizer" if self.prompt.verbalizer else "prompt.head")
         return self
 
     @model_validator(mode="after")
@@ -389,7 +408,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 def validate_config(raw: dict[str, Any], source: Path | None = None) -> Config:
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"task": raw.get("task", "classification")})
     except ValidationError as exc:
         raise _friendly(exc, raw, source) from None
     except PromptftError as exc:  # raised by a validator that checks several sections together
@@ -482,6 +501,4 @@ def _line_of(source: Path | None, loc: list[str]) -> int | None:
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config (every default filled in) as YAML."""
-    from promptft_cli.runs.layout import write_text_atomic
-
     write_text_atomic(path, yaml.safe_dump(cfg.dump(), sort_keys=False, allow_unicode=True))
