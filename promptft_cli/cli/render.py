@@ -38,7 +38,21 @@ def data_report(report: dict[str, Any]) -> None:
                 console.print(f"{name}: {count} {key.replace('_', ' ')} (lines {lines})", style="yellow")
 
 
+def generation_metrics(m: dict[str, Any]) -> None:
+    head = Table(title="metrics" + (f" · {m['run_dir']}" if "run_dir" in m else "") + (" · zero-shot" if m.get("zero_shot") else ""))
+    names = ("n", "BLEU", "chrF++", "ROUGE-1", "ROUGE-2", "ROUGE-L", "exact match", "target loss")
+    for col in names:
+        head.add_column(col, justify="right")
+    head.add_row(str(m["n"]), *(f"{m[k]:.2f}" for k in ("bleu", "chrf")),
+                 *(f"{m[k]:.4f}" for k in ("rouge1", "rouge2", "rougeL", "exact_match")), _num(m.get("loss")))
+    console.print(head)
+    for metric, signature in (m.get("signatures") or {}).items():
+        console.print(f"{metric} signature: {signature}", style="dim")
+
+
 def metrics(m: dict[str, Any]) -> None:
+    if "chrf" in m:
+        return generation_metrics(m)
     head = Table(title="metrics" + (f" · {m['run_dir']}" if "run_dir" in m else ""))
     for col in ("n", "accuracy", "macro-F1"):
         head.add_column(col, justify="right")

@@ -77,7 +77,8 @@ def _generation_report(cfg: Config, data: PreparedData, template: Template, toke
     from promptft_cli.prompting.generation import TARGET, check_template, target_length, target_prefix
 
     check_template(template)
-    prefix = target_prefix(template, generator_kind(cfg.model, cfg.base_dir), cfg.prompt.chat)
+    kind = generator_kind(cfg.model, cfg.base_dir)
+    prefix = target_prefix(template, kind, cfg.prompt.chat)
     limit, target_limit = cfg.model.max_length, cfg.model.max_target_length
     splits = {}
     for name in data.splits:
@@ -87,7 +88,7 @@ def _generation_report(cfg: Config, data: PreparedData, template: Template, toke
         splits[name] = {"rows": len(rows), "tokens": length_stats(lengths, sum(n > limit for n in lengths)),
                         "target_tokens": length_stats(targets, sum(n > target_limit for n in targets)),
                         "source": data[name].source}
-    return {"labels": [], "columns": data.columns, "target_column": cfg.data.target_column, "template": template.source,
+    return {"labels": [], "columns": data.columns, "target_column": cfg.data.target_column, "kind": kind, "template": template.source,
             "max_length": limit, "max_target_length": target_limit, "splits": splits}
 
 

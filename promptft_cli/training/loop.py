@@ -229,7 +229,8 @@ def _prepare(s: Setup, run_dir: Path, resume: bool) -> _Parts:
 
 def _announce(s: Setup, p: _Parts) -> None:
     cfg, tc = s.cfg, s.cfg.train
-    status(f"training {cfg.method.name} + {cfg.prompt.resolved_head} head: {p.trainable:,} trainable parameters, "
+    what = cfg.method.name + (f" + {cfg.prompt.resolved_head} head" if cfg.task == "classification" else "")
+    status(f"training {what}: {p.trainable:,} trainable parameters, "
            f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {p.lr:g}")
     log.info("trainable parameters: %d; lr %g; steps %d", p.trainable, p.lr, p.steps)
     log.info("%s", distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
@@ -296,7 +297,8 @@ def _write_results(s: Setup, p: _Parts, run_dir: Path, metrics: Metrics, step: i
         plots.write_run_plots(run_dir, metrics.to_dict(), best_epoch)
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
-        status(f"saved {plots.CURVES}, {plots.CONFUSION} and the model card {model_card.README} in {run_dir}")
+        figures = " and ".join(f for f in (plots.CURVES, plots.CONFUSION) if (run_dir / f).exists())
+        status(f"saved {figures} and the model card {model_card.README} in {run_dir}")
 
 
 def _fused_adamw(params) -> bool:
