@@ -334,6 +334,11 @@ class Config(Section):
         return p if p.is_absolute() else (self.base_dir / p)
 
     @property
+    def head(self) -> str:
+        """The head recorded for the run (tables, model cards): generation has none."""
+        return self.prompt.resolved_head if self.task == "classification" else "none"
+
+    @property
     def run_dir(self) -> Path:
         return self.path(self.output_dir)
 
