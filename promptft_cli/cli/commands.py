@@ -123,7 +123,7 @@ def evaluate(
         _emit({**metrics, "files": [str(f) for f in files]}, json_out, render.metrics)
     failed = gate_failures(metrics, bars)
     if failed:
-        raise GateFailed("; ".join(failed) + " (quality gate)")
+        raise GateFailed("; ".join(failed))
 
 
 @app.command()

@@ -135,7 +135,8 @@ def gate_failures(metrics: Mapping[str, Any], bars: Sequence[tuple[str, float]])
     for name, bar in bars:
         value = metrics[name]["mean"] if isinstance(metrics[name], Mapping) else metrics[name]
         if value < bar:
-            failed.append(f"{name} {value:.4f} is below {bar:g}")
+            option = f"--min-accuracy {bar:g}" if name == "accuracy" else f"--min-metric {name}={bar:g}"
+            failed.append(f"{name} {value:.4f} is below {option}")
     return failed
 
 
