@@ -55,3 +55,36 @@ def test_references_are_kept_and_few_shot_samples_k_examples_in_all(tmp_path, ti
     again = load_generation_splits(config(tmp_path, tiny_generators["gpt2"], few_shot={"k": 5, "seed": 3}).data,
                                    lambda p: tmp_path / p, 1)
     assert again["train"].rows == data["train"].rows  # seeded
+
+
+def _encode(model, tokenizer_cfg, rows, **prompt):
+    from promptft_cli.modeling.generator import generator_kind, load_generation_tokenizer
+    from promptft_cli.tasks.generation import encoder_for
+
+    cfg = validate_config({"task": "generation", "model": {"name": str(model), "max_length": 120},
+                           "data": {"train": "train.csv", "text_column": "source"},
+                           "prompt": {"template": "translate: {source} =>", **prompt}})
+    kind = generator_kind(cfg.model)
+    tokenizer = load_generation_tokenizer(cfg.model, kind)
+    return tokenizer, encoder_for(cfg, tokenizer, kind, tokenizer_cfg)(rows)
+
+
+def test_chat_wraps_the_rendered_prompt_in_the_chat_template(tiny_generators):
+    rows = toy_translation_rows(2)
+    tokenizer, split = _encode(tiny_generators["llama"], None, rows, chat=True)
+    text = tokenizer.decode(split.input_ids[0])
+    assert text.startswith("<s>user: translate: the cat") and text.endswith("assistant:")
+    assert tokenizer.decode(split.targets[0]) == "die katze</s>"  # no space glued on after the chat prompt
+
+
+def test_demonstrations_put_k_solved_examples_before_the_input(tiny_generators):
+    pool, rows = toy_translation_rows(9), toy_translation_rows(3, seed=5)
+    tokenizer, split = _encode(tiny_generators["gpt2"], pool, rows, demonstrations={"per_class": 2})
+    text = tokenizer.decode(split.input_ids[0])
+    assert text.count("=>") == 3 and text.endswith(f"translate: {rows[0]['source']} =>")
+    shown = text.split("\n\n")[:2]
+    assert all(any(s == f"translate: {p['source']} => {p['target']}" for p in pool) for s in shown)
+    _, again = _encode(tiny_generators["gpt2"], pool, rows, demonstrations={"per_class": 2})
+    assert again.input_ids == split.input_ids  # the same demonstrations for a row every time
+    _, own = _encode(tiny_generators["gpt2"], pool, pool[:1], demonstrations={"per_class": 8})
+    assert tokenizer.decode(own.input_ids[0]).count(pool[0]["source"]) == 1  # never the row itself
