@@ -137,7 +137,7 @@ class TextGenerator(nn.Module):
         return torch.stack(rows), torch.stack(masks)
 
     def _prefix_generate(self, input_ids, inputs, attention_mask, settings):
-        """The prefix as a filled cache of n positions; n placeholder ids stand for it, so generate skips them.
+        """The prefix as a filled cache of n positions; for a causal LM n placeholder ids stand for it, so generate skips them.
 
         transformers 5.x passes its own `cache` to the model, so peft's injected `past_key_values` is
         ignored in generation (seq2seq) or mispositioned for left-padded rows (causal); here the prefix
@@ -153,10 +153,11 @@ class TextGenerator(nn.Module):
         if self.kind == "seq2seq":
             start = base.generation_config.decoder_start_token_id
             start = base.config.decoder_start_token_id if start is None else start
-            decoder_ids = input_ids.new_full((rows, n + 1), start)
+            # An encoder-decoder's generate feeds every given decoder id (no slicing by the cache): just the start.
+            decoder_ids = input_ids.new_full((rows, 1), start)
             out = base.generate(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_ids,
                                 cache=cache, **settings)
-            return out[:, n + 1:]
+            return out[:, 1:]
         mask = torch.cat([attention_mask.new_ones(rows, n), attention_mask], dim=1)
         ids = torch.cat([input_ids.new_full((rows, n), self.pad_token_id), input_ids], dim=1)
         out = base.generate(input_ids=ids, attention_mask=mask, cache=cache, **settings)
