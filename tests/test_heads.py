@@ -283,3 +283,46 @@ def test_a_trained_run_reloads_to_the_same_test_metrics(tmp_path, models, kind, 
     assert "zero_shot" not in metrics
     assert metrics["accuracy"] == result.metrics["accuracy"]
     assert metrics["confusion_matrix"] == result.metrics["confusion_matrix"]
+
+
+# --- pooling with peft virtual tokens (issue 11) -------------------------------------------------------------
+
+
+def _virtual_classifier(tmp_path, model_dir, method, pooling, head="linear"):
+    prompt = {"template": "{text}", "head": head}
+    if head == "verbalizer":
+        prompt["verbalizer"] = WORDS
+    path = write_config(tmp_path, model_dir, prompt=prompt, method={"name": method, "num_virtual_tokens": 5},
+                        model={"name": str(model_dir), "max_length": 32, "pooling": pooling})
+    cfg = load_config(path)
+    tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+    classifier = build_classifier(cfg, LABELS, tokenizer).eval()
+    rows = [{"text": "it was great", "label": "positive"}, {"text": "a terrible film , bad", "label": "negative"}]
+    return classifier, batch_of(cfg, tokenizer, rows)
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
+@pytest.mark.parametrize("pooling", ["cls", "last", "mean"])
+def test_pooling_reads_real_tokens_not_the_virtual_ones(tmp_path, tiny_encoder, method, pooling):
+    classifier, batch = _virtual_classifier(tmp_path, tiny_encoder, method, pooling)
+    with torch.no_grad():
+        features = classifier.features(batch["input_ids"], batch["attention_mask"])
+        hidden = classifier.backbone(input_ids=batch["input_ids"],
+                                     attention_mask=batch["attention_mask"]).last_hidden_state
+    real = hidden[:, 5:]  # peft prepends the 5 virtual tokens' states
+    mask = batch["attention_mask"]
+    expected = {"cls": real[:, 0], "last": real[torch.arange(2), mask.sum(1) - 1],
+                "mean": (real * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)}[pooling]
+    torch.testing.assert_close(features, expected)
+
+
+def test_similarity_head_pools_inputs_like_the_label_phrases(tmp_path, tiny_encoder):
+    # The label phrases are embedded bare; the input must be pooled over its own tokens only, not the virtual ones.
+    classifier, batch = _virtual_classifier(tmp_path, tiny_encoder, "prompt_tuning", "mean", head="verbalizer")
+    assert isinstance(classifier.head, SimilarityHead)
+    with torch.no_grad():
+        features = classifier.features(batch["input_ids"], batch["attention_mask"])
+        hidden = classifier.backbone(input_ids=batch["input_ids"],
+                                     attention_mask=batch["attention_mask"]).last_hidden_state[:, 5:]
+    mask = batch["attention_mask"].unsqueeze(-1)
+    torch.testing.assert_close(features, (hidden * mask).sum(1) / mask.sum(1))

@@ -42,8 +42,11 @@ class PromptClassifier(nn.Module):
         with self.head.reading(self.backbone, read):
             outputs = self.backbone(**inputs)
         if self.virtual_tokens:
-            ones = attention_mask.new_ones(attention_mask.size(0), self.virtual_tokens)
-            attention_mask = torch.cat([ones, attention_mask], dim=1)
+            # The outputs start with the virtual tokens' states; the heads pool over the text's own tokens only
+            # (cls is the real [CLS], mean excludes the soft prompt), which is also how encode_phrases embeds
+            # the similarity head's label phrases: bare, so both sides of its cosine are pooled the same way.
+            hidden = attention_mask.new_zeros(attention_mask.size(0), self.virtual_tokens)
+            attention_mask = torch.cat([hidden, attention_mask], dim=1)
         # A backbone loaded in bf16/fp16 (model.dtype) feeds a float32 head: its weights stay full precision.
         return self.head.features(outputs, attention_mask, read).float()
 
