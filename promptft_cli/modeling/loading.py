@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from promptft_cli.config import ModelConfig
 
 
+
+log = logging.getLogger("promptft.models")
 
 DEFAULT_MODEL = "default"
 
@@ -51,6 +54,23 @@ def model_kind(model_cfg: "ModelConfig", head: str, base_dir: Path | None = None
     if "CausalLM" in architectures or "LMHeadModel" in architectures:
         return "causal"
     return "encoder"
+
+
+def is_decoder(hf_config: dict[str, Any]) -> bool:
+    """Decoder-only (GPT-2, Llama, ...): told by the architecture, since their configs leave `is_decoder` false."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = " ".join(hf_config.get("architectures") or [])
+    if hf_config.get("is_decoder") or "CausalLM" in architectures or "LMHeadModel" in architectures:
+        return True
+    if "MaskedLM" in architectures:
+        return False
+    # BERT also has a causal-LM class (BertLMHeadModel): only a model type with no masked LM is decoder-only.
+    model_type = hf_config.get("model_type")
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def _hf_config(model_cfg: "ModelConfig", base_dir: Path | None) -> dict[str, Any]:
