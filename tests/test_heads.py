@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 import torch
@@ -326,3 +327,55 @@ def test_similarity_head_pools_inputs_like_the_label_phrases(tmp_path, tiny_enco
                                      attention_mask=batch["attention_mask"]).last_hidden_state[:, 5:]
     mask = batch["attention_mask"].unsqueeze(-1)
     torch.testing.assert_close(features, (hidden * mask).sum(1) / mask.sum(1))
+
+
+def test_linear_head_on_a_decoder_pools_its_last_token(tmp_path, tiny_gpt2, tiny_encoder):
+    # GPT-2's config leaves is_decoder false: decoder-ness comes from the architecture (GPT2LMHeadModel).
+    decoder, _, _ = build(tmp_path, tiny_gpt2, template="{text}", verbalizer=None, method="head", head="linear")
+    encoder, _, _ = build(tmp_path, tiny_encoder, template="{text}", verbalizer=None, method="head", head="linear")
+    assert (decoder.head.pooling, encoder.head.pooling) == ("last", "mean")
+
+
+@pytest.mark.parametrize("kind", ["encoder", "mlm"])
+def test_prefix_tuning_keeps_encoder_positions_from_zero(tmp_path, models, kind):
+    """transformers numbers BERT positions after a key/value prefix; the prefix is not text, so they start at 0."""
+    classifier, cfg, tok = build(tmp_path, models[kind], template=TEMPLATES[kind], method="prefix_tuning")
+    batch = batch_of(cfg, tok, toy_sentiment_rows(3))
+    seen = []
+    table = next(m for n, m in classifier.backbone.named_modules() if n.endswith("embeddings.position_embeddings"))
+    handle = table.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        logits(classifier, batch)
+    handle.remove()
+    width = batch["input_ids"].size(1)
+    assert len(seen) == 1 and seen[0].flatten().tolist() == list(range(width))
+
+
+@pytest.mark.parametrize("model,method,max_length,message", [
+    ("encoder", "prompt_tuning", 128, "model.max_length 128 + method.num_virtual_tokens 20 = 148 positions"),
+    ("encoder", "p_tuning", 120, "model.max_length 120 + method.num_virtual_tokens 20 = 140 positions"),
+    ("causal", "prefix_tuning", 110, "model.max_length 110 + method.num_virtual_tokens 20 + 5 label-word token(s) "
+                                     "after the template = 135 positions"),
+    ("causal", "prompt_tuning", 104, "model.max_length 104 + method.num_virtual_tokens 20 + 5 label-word token"),
+])
+def test_virtual_tokens_count_against_the_position_limit(tmp_path, models, model, method, max_length, message):
+    words = {"positive": "great", "negative": "superb"}  # " superb": 6 BPE tokens, 5 after the template
+    path = write_config(tmp_path, models[model], method={"name": method},
+                        model={"name": str(models[model]), "max_length": max_length},
+                        prompt={"template": TEMPLATES[model], "verbalizer": words})
+    cfg = load_config(path)
+    with pytest.raises(PromptftError, match=re.escape(message) + ".* the model has 128; lower model.max_length "
+                       "or method.num_virtual_tokens") as err:
+        build_classifier(cfg, LABELS, load_tokenizer(cfg.model, cfg.base_dir))
+    assert err.value.field == "model.max_length"
+
+
+def test_prefix_tuning_on_an_encoder_uses_every_position(tmp_path, tiny_encoder):
+    # Its prefix takes no positions (see above): max_length at the model's limit still runs.
+    path = write_config(tmp_path, tiny_encoder, method={"name": "prefix_tuning"},
+                        model={"name": str(tiny_encoder), "max_length": 128}, prompt={"template": "{text}", "head": "linear"})
+    cfg = load_config(path)
+    tok = load_tokenizer(cfg.model, cfg.base_dir)
+    classifier = build_classifier(cfg, LABELS, tok)
+    batch = batch_of(cfg, tok, [{"text": "great " * 200, "label": "positive"}])
+    assert batch["input_ids"].size(1) == 128 and logits(classifier, batch).shape == (1, 2)
