@@ -60,10 +60,10 @@ def score(classifier, split, batches: Sequence[Sequence[int]]):
     returns (example indices, probabilities) row by row."""
     import torch
 
-    from promptft_cli.modeling.batching import collate
+    from promptft_cli.modeling.batching import collate, pad_token_id
 
     device = next(classifier.parameters()).device
-    pad_id = getattr(classifier, "pad_token_id", 0)
+    pad_id = pad_token_id(classifier)
     idx: list[int] = [i for b in batches for i in b]
     out = torch.empty(len(idx), classifier.num_labels)
     classifier.eval()
