@@ -92,3 +92,55 @@ def test_missing_unlabeled_file_and_resume_are_clear_errors(monkeypatch, capsys,
     assert code == 2 and "nowhere.csv" in line and "data.unlabeled" in line
     code, _, err = run_main(monkeypatch, capsys, "train", config, "--resume")
     assert code == 2 and "--resume does not continue self-training" in error_line(err)
+
+
+def test_unlabeled_texts_seen_in_validation_or_test_are_dropped(toy_project, tiny_encoder, monkeypatch):
+    from factories import toy_sentiment_rows, write_csv
+
+    from promptft_cli.training.loop import train
+
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
+    config = _unlabeled_project(toy_project, tiny_encoder, rounds=1)
+    folder = toy_project.parent
+    test_texts = [r["text"] for r in toy_sentiment_rows(20, seed=1)][:3]  # test.csv's first rows
+    pool = [{"text": r["text"]} for r in toy_sentiment_rows(40, seed=7)]
+    pool += [{"text": test_texts[0]}, {"text": "  " + test_texts[1].upper()}, {"text": test_texts[2]}]
+    write_csv(folder / "unlabeled.csv", pool)
+    run_dir = train(load_config(config)).run_dir
+    summary = json.loads((run_dir / self_training.SUMMARY).read_text())
+    assert summary["unlabeled"] == 40 and summary["dropped_as_in_validation_or_test"] == 3
+    pseudo = (run_dir / "data" / "pseudo_labeled-round-1.jsonl").read_text()
+    assert not any(json.dumps(t) in pseudo for t in test_texts)
+    assert "dropped 3 unlabelled example(s) that repeat a validation or test text" in (run_dir / runs.LOG).read_text()
+
+
+def test_the_round_with_the_best_validation_score_is_kept(toy_project, tiny_encoder, monkeypatch):
+    import shutil
+
+    from promptft_cli.training import loop
+
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
+    config = _unlabeled_project(toy_project, tiny_encoder, rounds=1)
+    run_dir, real, results = load_config(config).run_dir, loop._run, []
+    snapshot = toy_project.parent / "round-0"
+
+    def run_round(s, directory, resume=False):
+        result = real(s, directory, resume)
+        if not results:
+            shutil.copytree(directory / runs.CHECKPOINT, snapshot / runs.CHECKPOINT)
+            shutil.copy2(directory / runs.METRICS, snapshot / runs.METRICS)
+        else:  # validation says the pseudo-labelled round got worse, on every metric
+            result.best_validation = {k: 1e9 if k == "loss" else -1.0 for k in result.best_validation}
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(loop, "_run", run_round)
+    returned = loop.train(load_config(config))
+    summary = json.loads((run_dir / self_training.SUMMARY).read_text())
+    assert summary["selected_round"] == 0 and len(results) == 2
+    assert (run_dir / runs.METRICS).read_bytes() == (snapshot / runs.METRICS).read_bytes()
+    assert returned.metrics == results[0].metrics
+    for saved in (snapshot / runs.CHECKPOINT).iterdir():
+        assert (run_dir / runs.CHECKPOINT / saved.name).read_bytes() == saved.read_bytes(), saved.name
+    assert (run_dir / runs.HISTORY).read_bytes() == (run_dir / "history-round-0.jsonl").read_bytes()
+    assert not (run_dir / self_training.BEST_ROUND).exists()
