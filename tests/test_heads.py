@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -149,8 +150,17 @@ def test_every_method_trains_every_head_that_makes_sense(tmp_path, models, kind,
     batch = batch_of(cfg, tok, toy_sentiment_rows(4))
     loss = torch.nn.functional.cross_entropy(logits(classifier, batch), batch["labels"])
     loss.backward()
-    grads = [p.grad for p in classifier.parameters() if p.requires_grad]
-    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+    params = dict(classifier.named_parameters())
+    moved = {n for n, p in params.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert all(params[n].requires_grad for n in moved)  # frozen weights get no gradient
+    in_backbone = {n for n in moved if n.startswith("backbone.")}
+    # The method's own weights learn, not only the head: head trains nothing inside the backbone, the rest do.
+    assert (not in_backbone) if method == "head" else in_backbone, sorted(moved)
+    expected = {"lora": "lora_B", "prompt_tuning": "prompt_encoder", "p_tuning": "prompt_encoder",
+                "prefix_tuning": "prompt_encoder", "bitfit": ".bias"}.get(method)
+    assert expected is None or any(expected in n for n in in_backbone), sorted(in_backbone)
+    head = {n for n in params if n.startswith("head.")}
+    assert head <= moved  # the head's own weights (linear layer, label vectors, scale) all learn
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -235,11 +245,16 @@ def test_evaluate_and_predict_a_config_without_a_run_score_zero_shot(tmp_path, t
     path = write_config(tmp_path, tiny_mlm, prompt={"template": TEMPLATES["mlm"], "verbalizer": WORDS},
                         method={"name": "lora"})
     metrics, run_dir = evaluate_target(path)
-    assert metrics["zero_shot"] and metrics["n"] == 8 and 0.0 <= metrics["accuracy"] <= 1.0
-    assert (run_dir / "data" / "test.jsonl").exists()
+    assert metrics["zero_shot"] and metrics["n"] == 8
+    test_rows = [json.loads(line) for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
     predictor = Predictor.for_target(path)
     assert predictor.zero_shot and predictor.labels == ["positive", "negative"]
-    assert predictor.proba([{"text": "a great movie"}]).shape == (1, 2)
+    # evaluate and predict score with the same untrained model: its accuracy is the predictions' hit rate.
+    predicted = [predictor.labels[i] for i in predictor.proba(test_rows).argmax(1)]
+    hits = sum(p == row["label"] for p, row in zip(predicted, test_rows))
+    assert metrics["accuracy"] == pytest.approx(hits / 8)
+    assert metrics["confusion_matrix"] == [[sum(row["label"] == t and p == q for p, row in zip(predicted, test_rows))
+                                            for q in predictor.labels] for t in predictor.labels]
 
 
 def test_zero_shot_needs_a_verbalizer(tmp_path, tiny_encoder):

@@ -42,9 +42,11 @@ def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, t
     config = _unlabeled_project(toy_project, tiny_encoder)
     # prepare first: train then reads the prepared splits back, the unlabelled one included
     assert CliRunner().invoke(app, ["prepare", str(config), "--quiet"]).exit_code == 0
+    run_dir = load_config(config).run_dir
+    prepared = [json.loads(line) for line in (run_dir / "data" / "unlabeled.jsonl").read_text().splitlines()]
+    assert len(prepared) == 40 and all(set(row) == {"text"} for row in prepared)
     result = CliRunner().invoke(app, ["train", str(config), "--quiet", "--json"])
     assert result.exit_code == 0, result.output
-    run_dir = load_config(config).run_dir
     summary = json.loads((run_dir / self_training.SUMMARY).read_text())
     assert summary["unlabeled"] == 40 and [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     for r in (1, 2):
@@ -52,15 +54,17 @@ def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, t
         assert counts and all(0 < n <= 10 for n in counts.values())  # share 0.5 of 40: at most 10 per label
         rows = [json.loads(line) for line in (run_dir / "data" / f"pseudo_labeled-round-{r}.jsonl").read_text().splitlines()]
         assert len(rows) == sum(counts.values()) and all(set(row) == {"text", "label", "confidence"} for row in rows)
-    # Each finished round's history is kept; the last round's is history.jsonl and its test metrics are the run's.
+    # Each finished round's history is kept; the selected round's test metrics are the run's.
     assert (run_dir / "history-round-0.jsonl").exists() and (run_dir / "history-round-1.jsonl").exists()
     metrics = json.loads((run_dir / runs.METRICS).read_text())
-    assert metrics["accuracy"] == summary["rounds"][-1]["test_accuracy"]
+    assert metrics["accuracy"] == summary["rounds"][summary["selected_round"]]["test_accuracy"]
+    assert json.loads(result.output)["accuracy"] == metrics["accuracy"]
     info = runs.RunInfo.load(run_dir)
     assert info.status == "complete"
     assert info.train_seconds == pytest.approx(sum(r["train_seconds"] for r in summary["rounds"]), abs=0.01)
     # evaluate reads a self-trained run like any other.
-    assert CliRunner().invoke(app, ["evaluate", str(run_dir), "--json"]).exit_code == 0
+    evaluated = CliRunner().invoke(app, ["evaluate", str(run_dir), "--json"])
+    assert evaluated.exit_code == 0 and json.loads(evaluated.output)["confusion_matrix"] == metrics["confusion_matrix"]
 
 
 def test_few_shot_unlabeled_draws_train_rows_outside_the_sample_without_labels(toy_project):
