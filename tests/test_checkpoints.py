@@ -53,11 +53,12 @@ def _fast(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def make_project(directory: Path, model: Path, **train_cfg) -> Path:
+def make_project(directory: Path, model: Path, method: str = "full", **train_cfg) -> Path:
     write_csv(directory / "train.csv", toy_sentiment_rows(40))
     write_csv(directory / "test.csv", toy_sentiment_rows(10, seed=1))
-    return write_config(directory, model, data={"train": "train.csv", "test": "test.csv"}, method={"name": "full"},
-                        train={**TRAIN, **train_cfg})
+    options = {"num_virtual_tokens": 4} if method in ("prompt_tuning", "p_tuning", "prefix_tuning") else {}
+    return write_config(directory, model, data={"train": "train.csv", "test": "test.csv"},
+                        method={"name": method, **options}, train={**TRAIN, **train_cfg})
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +173,23 @@ def test_crash_then_resume_equals_uninterrupted(reference, tiny_encoder, tmp_pat
     torch.set_num_threads(1)
     train(cfg, resume=True)
     assert_same_run(run_dir, reference)
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "p_tuning", "prefix_tuning", "head"])
+def test_every_method_resumes_bitwise_after_a_crash(tiny_encoder, tmp_path, monkeypatch, method):
+    """Adapters, prompt encoders, prefixes and a cached-feature head all restore their exact state mid-epoch."""
+    config = make_project(tmp_path / "reference", tiny_encoder, method)
+    train(load_config(config))
+    reference = load_config(config).run_dir
+    cfg = load_config(make_project(tmp_path / "resumed", tiny_encoder, method))
+    crash_at(monkeypatch, 8, RuntimeError("power cut"))
+    with pytest.raises(RuntimeError):
+        train(cfg)
+    monkeypatch.undo()
+    assert checkpoints.latest(cfg.run_dir / runs.CHECKPOINTS).name == "step-00000006"  # mid-epoch 2
+    torch.set_num_threads(1)
+    train(cfg, resume=True)
+    assert_same_run(cfg.run_dir, reference)
 
 
 def test_sigterm_stops_after_a_checkpoint_and_resume_refuses_changes(reference, tiny_encoder, tmp_path, monkeypatch, capsys):
