@@ -10,7 +10,6 @@ the batch it is in, and equal to what training saw; tests/test_generation_model.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,6 @@ from promptft_cli.modeling.loading import _first_line, _hf_config, _placement_kw
 if TYPE_CHECKING:
     from promptft_cli.config import Config, GenerateConfig, ModelConfig
 
-log = logging.getLogger("promptft.generation")
 KINDS = ("causal", "seq2seq")
 TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM"}
 _EMBEDDING_PROMPTS = ("PROMPT_TUNING", "P_TUNING")  # peft types whose virtual tokens are input embeddings
@@ -48,12 +46,14 @@ def generator_kind(model_cfg: "ModelConfig", base_dir: Path | None = None) -> st
 def load_generation_tokenizer(model_cfg: "ModelConfig", kind: str, base_dir: Path | None = None):
     from promptft_cli.modeling.loading import load_tokenizer
 
-    tokenizer = load_tokenizer(model_cfg, base_dir)
+    return prepare_generation_tokenizer(load_tokenizer(model_cfg, base_dir), kind)
+
+
+def prepare_generation_tokenizer(tokenizer, kind: str):
+    """Check the end token and set the padding side (load_tokenizer already made pad = end where there is no pad)."""
     if tokenizer.eos_token_id is None:
         raise PromptftError("the model's tokenizer has no end-of-sequence token, so outputs could not end",
                             field="model.name")
-    if kind == "causal" and tokenizer.pad_token_id == tokenizer.eos_token_id:
-        log.warning("the tokenizer has no pad token: padding with the end token (padded positions are masked)")
     # Decoder-only models continue the last position, so a batch is padded on the left for generation.
     tokenizer.padding_side = "left" if kind == "causal" else "right"
     return tokenizer

@@ -136,13 +136,11 @@ class GenerationTask(Task):
             build_generator,
             decoding_settings,
             generator_kind,
-            load_generation_tokenizer,
+            prepare_generation_tokenizer,
         )
 
         kind = generator_kind(cfg.model, cfg.base_dir)
-        load_generation_tokenizer(cfg.model, kind, cfg.base_dir)  # checks the end token, warns on pad = end
-        tokenizer.padding_side = "left" if kind == "causal" else "right"
-        model = build_generator(cfg, tokenizer, kind)
+        model = build_generator(cfg, prepare_generation_tokenizer(tokenizer, kind), kind)
         # Inference needs these and is handed only the model (see Task.score).
         model.tokenizer, model.decoding, model.stop = tokenizer, decoding_settings(cfg.generate), list(cfg.generate.stop)
         return model
