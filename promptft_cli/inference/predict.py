@@ -55,9 +55,10 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
         """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
+        from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
-        from promptft_cli.prompting.demonstrations import from_run
+        from promptft_cli.prompting.demonstrations import run_training_rows
         from promptft_cli.prompting.templates import template_for
         from promptft_cli.training.checkpoints import weights_for
 
@@ -71,8 +72,10 @@ class Predictor:
         load_weights(model, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
             model.to(inference_device())
-        return cls(cfg, labels, tokenizer, template_for(cfg), model,
-                   demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+        demos = None
+        if cfg.prompt.demonstrations is not None:  # drawn from the training split the run saved, as in training
+            demos = demonstrations_for(cfg, run_training_rows(run_dir), labels, tokenizer)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos)
 
     @classmethod
     def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -81,10 +84,8 @@ class Predictor:
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
         from promptft_cli.data.prepare import prepare
+        from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
-        from promptft_cli.prompting.demonstrations import (
-            from_config as demonstrations_from,
-        )
         from promptft_cli.prompting.templates import template_for
 
         if cfg.prompt.resolved_head != "verbalizer":
@@ -97,13 +98,15 @@ class Predictor:
             model.to(inference_device())
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
-            demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
+            demos = demonstrations_for(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
         return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
                    overrides: list[str] | None = None) -> "Predictor":
         """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
+        if not target.exists():
+            raise PromptftError("no run directory or config file here", file=target)
         if target.is_dir():
             return cls.from_run(target, checkpoint)
         cfg = load_config(target, overrides)
