@@ -145,7 +145,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> Run:
     with TrainProgress(p.steps, tc.epochs) as bar, StopOnSignal() as stop:
         bar.update(st.step)
         for epoch in st.epochs_left(tc.epochs):
-            _train_epoch(s, p, st, epoch, bar, stop)
+            _train_epoch(s, p, st, epoch, run_dir, bar, stop)
             val = task.validation_metrics(_outputs(s, p, "validation"), s.encoded["validation"], s.labels)
             _record_validation(p, run_dir, epoch, st.step, val)
             bar.update(0, val=f"{metric} {val[metric]:.3f}")
@@ -239,11 +239,12 @@ def _announce(s: Setup, p: _Parts) -> None:
         status(distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
 
 
-def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, bar: TrainProgress, stop: "StopOnSignal") -> None:
+def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, run_dir: Path, bar: TrainProgress,
+                 stop: "StopOnSignal") -> None:
     """One pass over the training batches (the rest of an interrupted epoch when resuming)."""
     from promptft_cli.training.checkpoints import remaining_batches
 
-    tc, accelerator, run_dir = s.cfg.train, p.accelerator, s.cfg.run_dir
+    tc, accelerator = s.cfg.train, p.accelerator
     p.model.train()
     tick, seen = time.perf_counter(), 0
     for batch in remaining_batches(accelerator, p.loader, epoch, st.batch):
