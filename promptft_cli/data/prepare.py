@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptft_cli import runs
 from promptft_cli.config import Config
@@ -21,6 +21,9 @@ from promptft_cli.data.reading import (
 from promptft_cli.progress import track
 from promptft_cli.prompting.templates import Template, encode, template_for
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 
 def data_fingerprint(cfg: Config) -> str:
     extra = [cfg.model.name, cfg.model.max_length, cfg.prompt.template]
@@ -29,8 +32,9 @@ def data_fingerprint(cfg: Config) -> str:
     return fingerprint(cfg.data, cfg.path, cfg.train.seed, extra=extra)
 
 
-def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData:
-    """Read, clean, split, sample and measure; reuse the prepared files when inputs are unchanged."""
+def prepare(cfg: Config, tokenizer: "PreTrainedTokenizerBase", *, force: bool = False) -> PreparedData:
+    """Read, clean, split, sample and measure (token lengths with `tokenizer`); reuse the prepared files when
+    inputs are unchanged."""
     run_dir = cfg.run_dir
     digest = data_fingerprint(cfg)
     if not force:
@@ -44,10 +48,6 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
         data = load_generation_splits(cfg.data, cfg.path, cfg.train.seed)
     else:
         data = load_splits(cfg.data, cfg.path, cfg.train.seed)
-    if tokenizer is None:
-        from promptft_cli.modeling.loading import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
     report = _generation_report(cfg, data, template, tokenizer) if cfg.task == "generation" else \
         _report(data, template, tokenizer, cfg.model.max_length)
     data.report.update(report, fingerprint=digest)

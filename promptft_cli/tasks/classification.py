@@ -133,9 +133,9 @@ class ClassificationTask(Task):
     name = "classification"
 
     def encoder(self, cfg: "Config", tokenizer, data: "PreparedData") -> Encoder:
-        from promptft_cli.prompting import demonstrations
+        from promptft_cli.modeling.embedding import demonstrations_for
 
-        demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
+        demos = demonstrations_for(cfg, data["train"].rows, data.labels, tokenizer)
         return encoder_for(cfg, tokenizer, data.labels, demos)
 
     def collate(self, split, indices, pad_id):

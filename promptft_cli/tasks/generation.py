@@ -195,6 +195,10 @@ class GenerationTask(Task):
                                  scores["exact_match"], len(outputs), sum(losses) / len(losses) if losses else None,
                                  scores["signatures"], scores["tokenize"], scores["max_references"], scores["per_example"])
 
+    def predictions(self, outputs, labels: list[str]) -> list[Generated]:
+        """Per example, its generated texts (several with `generate.num_return_sequences`)."""
+        return list(outputs)
+
     def prediction_columns(self, outputs, labels: list[str]) -> list[dict[str, Any]]:
         return [{("generation" if j == 0 else f"generation_{j + 1}"): text for j, text in enumerate(o.texts)}
                 for o in outputs]
