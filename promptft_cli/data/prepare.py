@@ -19,7 +19,8 @@ from promptft_cli.data.reading import (
     load_splits,
 )
 from promptft_cli.progress import track
-from promptft_cli.prompting.templates import Template, encode, template_for
+from promptft_cli.prompting.encoding import TemplateEncoder
+from promptft_cli.prompting.templates import template_for
 
 
 def data_fingerprint(cfg: Config) -> str:
@@ -40,7 +41,10 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
         from promptft_cli.modeling.loading import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-    data.report.update(_report(data, template, tokenizer, cfg.model.max_length), fingerprint=digest)
+    encoder = TemplateEncoder(template, tokenizer)
+    for split in data.splits.values():
+        split.tokens = encoder.tokenize(track(split.rows, f"tokenizing {split.name}"))  # training reuses them
+    data.report.update(_report(data, encoder, cfg.model.max_length), fingerprint=digest)
     (run_dir / runs.DATA / f"{UNLABELED}.jsonl").unlink(missing_ok=True)
     for name in data.splits:
         runs.write_jsonl_atomic(run_dir / runs.DATA / f"{name}.jsonl", data[name].rows)
@@ -48,16 +52,16 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
     return data
 
 
-def _report(data: PreparedData, template: Template, tokenizer, max_length: int) -> dict[str, Any]:
+def _report(data: PreparedData, encoder: TemplateEncoder, max_length: int) -> dict[str, Any]:
     splits = {}
     for name in data.splits:
-        rows = data[name].rows
-        # Measure untruncated lengths so the report shows how much truncation at max_length cuts.
-        lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in track(rows, f"tokenizing {name}")]
+        split = data[name]
+        # Untruncated lengths, so the report shows how much truncation at max_length cuts.
+        lengths = [encoder.length(columns) for columns in split.tokens]
         over = sum(n > max_length for n in lengths)
-        splits[name] = {"rows": len(rows), "labels": dict(sorted(Counter(r["label"] for r in rows if "label" in r).items())),
-                        "tokens": length_stats(lengths, over), "source": data[name].source}
-    return {"labels": data.labels, "columns": data.columns, "template": template.source,
+        splits[name] = {"rows": len(split.rows), "labels": dict(sorted(Counter(r["label"] for r in split.rows if "label" in r).items())),
+                        "tokens": length_stats(lengths, over), "source": split.source}
+    return {"labels": data.labels, "columns": data.columns, "template": encoder.template.source,
             "max_length": max_length, "splits": splits}
 
 

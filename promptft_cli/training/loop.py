@@ -65,10 +65,12 @@ def setup(cfg: Config) -> Setup:
     demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
     encode_with = demos.encode_rows if demos else encode_rows  # LM-BFF demonstrations, when configured
 
-    def encode(rows, labelled: bool = True):
-        return encode_with(rows, template, tokenizer, cfg.model.max_length, index if labelled else None)
+    def encode(rows, labelled: bool = True, tokens=None):
+        return encode_with(rows, template, tokenizer, cfg.model.max_length, index if labelled else None, tokens=tokens)
 
-    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}")) for name in ("train", "validation", "test")}
+    # On a first run prepare has just tokenized every split: cut its column ids to max_length, don't tokenize again.
+    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}"), tokens=data[name].tokens)
+               for name in ("train", "validation", "test")}
     classifier = build_classifier(cfg, data.labels, tokenizer)
     return Setup(cfg, data.labels, tokenizer, classifier, encoded, data, encode)
 
