@@ -208,3 +208,18 @@ def test_missing_column_is_reported(bert_tokenizer):
     with pytest.raises(PromptftError, match="uses column 'b'") as caught:
         TemplateEncoder(parse_template("{a} {b}"), bert_tokenizer).encode([{"a": "x", "b": "y"}, {"a": "x"}], 16)
     assert caught.value.field == "b"
+
+
+def test_a_first_run_tokenizes_each_row_once(toy_project, monkeypatch):
+    """prepare tokenizes every split; training cuts those ids instead of tokenizing the split a second time."""
+    from promptft_cli.config import load_config
+    from promptft_cli.training.loop import setup
+
+    tokenized, tokenize = [], TemplateEncoder.tokenize
+    monkeypatch.setattr(TemplateEncoder, "tokenize", lambda self, rows: tokenized.append(tokenize(self, rows)) or tokenized[-1])
+    first = setup(load_config(toy_project))
+    assert sum(map(len, tokenized)) == sum(len(split.rows) for split in first.data.splits.values())
+    tokenized.clear()
+    again = setup(load_config(toy_project))  # prepared files read back: each split is tokenized once, in setup
+    assert sum(map(len, tokenized)) == sum(len(again.data[name].rows) for name in ("train", "validation", "test"))
+    assert again.encoded == first.encoded
