@@ -301,13 +301,10 @@ def per_row_split(rows, template, tokenizer, max_length: int):
 def predict_case(cfg, rows: list[dict], reps: int) -> dict:
     """Zero-shot predict rows/s, raw text to probabilities with the model loaded, behind either encoding."""
     from promptft_cli.inference.predict import Predictor
-    from promptft_cli.tasks.classification import predict_proba
 
     predictor = Predictor.from_config(cfg)
-    size = cfg.train.eval_batch_size
     predictor.proba(rows[:16])  # one-off costs of a fresh model's first forward belong to loading (see run_promptft)
-    paths = {"per_row": lambda: predict_proba(predictor.classifier, per_row_split(rows, predictor.template,
-                                                                                   predictor.tokenizer, cfg.model.max_length), size),
+    paths = {"per_row": lambda: predictor.infer(per_row_split(rows, predictor.template, predictor.tokenizer, cfg.model.max_length)),
              "batched": lambda: predictor.proba(rows)}
     timings, probs = alternate(paths, reps)
     if not (probs["per_row"] == probs["batched"]).all():
