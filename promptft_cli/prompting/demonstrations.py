@@ -24,22 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.prompting.templates import (
-    Mask,
-    Soft,
-    Template,
-    Text,
-    _special_tokens_around,
-    encode,
+from promptft_cli.prompting.encoding import (
+    ColumnIds,
+    EncodedSplit,
+    TemplateEncoder,
+    encode_rows,
     fit_lengths,
-    render_demonstration,
+    special_tokens_around,
 )
+from promptft_cli.prompting.templates import Mask, Soft, Template, Text, render_demonstration
 
 if TYPE_CHECKING:
     import numpy as np
 
     from promptft_cli.config import Config
-    from promptft_cli.prompting.encoding import EncodedSplit
 
 Embedder = Callable[[list[str]], "np.ndarray"]
 _UNLIMITED = 1_000_000
@@ -121,7 +119,8 @@ class Demonstrations:
     embed: Embedder | None = None
     """Texts → L2-normalised vectors; needed by `similar`."""
     _pool_vectors: Any = field(default=None, repr=False)
-    _bodies: dict[Template, dict[int, list[int]]] = field(default_factory=dict, repr=False)
+    _columns: dict[Template, dict[int, ColumnIds]] = field(default_factory=dict, repr=False)
+    """Per input template, the column ids of each pool row used so far (a row is tokenized once)."""
 
     def __post_init__(self) -> None:
         self._keys = [self.key(r) for r in self.pool]
@@ -177,14 +176,15 @@ class Demonstrations:
         return " ".join(row[c] for c in self.columns)
 
     def encode_rows(self, rows: Sequence[Mapping[str, str]], template: Template, tokenizer, max_length: int,
-                    label_index: Mapping[str, int] | None = None) -> "EncodedSplit":
-        """Like `batching.encode_rows`, with each row's demonstrations in the room the input leaves."""
-        from promptft_cli.prompting.encoding import EncodedSplit, encode_rows
-
-        plain = encode_rows(rows, template, tokenizer, max_length, label_index)
+                    label_index: Mapping[str, int] | None = None, *,
+                    tokens: Sequence[ColumnIds] | None = None) -> EncodedSplit:
+        """Like `encoding.encode_rows`, with each row's demonstrations in the room the input leaves."""
+        plain = encode_rows(rows, template, tokenizer, max_length, label_index, tokens=tokens)
         enc = _Encoder(template, tokenizer, self)
+        chosen = self.choose(rows)
+        enc.tokenize([j for picks in chosen for j in picks])
         input_ids, masks, softs = [], [], []
-        for i, picks in enumerate(self.choose(rows)):
+        for i, picks in enumerate(chosen):
             ids = plain.input_ids[i]
             bodies = enc.fit(picks, max_length - len(ids))
             mask, soft = plain.mask_positions[i], plain.soft_positions[i]
@@ -205,19 +205,24 @@ class Demonstrations:
 
 
 class _Encoder:
-    """Token ids of demonstrations under one template and tokenizer; full-length ones are cached."""
+    """Token ids of demonstrations under one template and tokenizer; each pool row is tokenized once."""
 
     def __init__(self, template: Template, tokenizer, demos: Demonstrations) -> None:
         self.tokenizer, self.demos = tokenizer, demos
-        self.front, self.back = _special_tokens_around(tokenizer)
+        self.encoders = {label: TemplateEncoder(_filled(template, word), tokenizer) for label, word in demos.words.items()}
+        self.front, self.back = special_tokens_around(tokenizer)
         self.sep = self.back or tokenizer("\n", add_special_tokens=False)["input_ids"]
-        self.templates = {label: _filled(template, word) for label, word in demos.words.items()}
-        empty = {c: "" for c in demos.columns}
         # Tokens of a demonstration besides its text; a share below this + 1 would show no example at all.
-        self.fixed = {label: len(self._encode(t, empty, _UNLIMITED)) for label, t in self.templates.items()}
-        self.has_text = any(t.columns for t in self.templates.values())
-        cache = demos._bodies.setdefault(template, {})  # type: ignore[arg-type]
-        self.full: dict[int, list[int]] = cache
+        self.fixed = {label: e.fixed - len(self.front) - len(self.back) for label, e in self.encoders.items()}
+        self.has_text = any(e.template.columns for e in self.encoders.values())
+        self.columns: dict[int, ColumnIds] = demos._columns.setdefault(template, {})  # type: ignore[arg-type]
+        self.full: dict[int, list[int]] = {}
+
+    def tokenize(self, picks: list[int]) -> None:
+        """Tokenize the pool rows among `picks` not tokenized yet, in one call per label."""
+        for label, encoder in self.encoders.items():
+            new = list(dict.fromkeys(j for j in picks if j not in self.columns and self.demos.pool[j]["label"] == label))
+            self.columns.update(zip(new, encoder.tokenize([self.demos.pool[j] for j in new])))
 
     def fit(self, picks: list[int], budget: int) -> list[list[int]]:
         """The demonstrations that fit `budget`, each cut (its text only) to a fair share of it."""
@@ -234,16 +239,17 @@ class _Encoder:
 
     def body(self, j: int) -> list[int]:
         if j not in self.full:
-            row = self.demos.pool[j]
-            self.full[j] = self._encode(self.templates[row["label"]], row, _UNLIMITED)
+            self.full[j] = self._encode(j, _UNLIMITED)
         return self.full[j]
 
     def cut(self, j: int, room: int) -> list[int] | None:
-        row = self.demos.pool[j]
-        if room < self.fixed[row["label"]] + self.has_text:
+        if room < self.fixed[self.demos.pool[j]["label"]] + self.has_text:
             return None
-        return self._encode(self.templates[row["label"]], row, room)
+        return self._encode(j, room)
 
-    def _encode(self, template: Template, row: Mapping[str, str], room: int) -> list[int]:
-        ids = encode(template, row, self.tokenizer, room + len(self.front) + len(self.back)).input_ids
+    def _encode(self, j: int, room: int) -> list[int]:
+        if j not in self.columns:
+            self.tokenize([j])
+        encoder = self.encoders[self.demos.pool[j]["label"]]
+        ids = encoder.fit(self.columns[j], room + len(self.front) + len(self.back)).input_ids
         return ids[len(self.front): len(ids) - len(self.back)]

@@ -53,7 +53,10 @@ class EncodedRows(Protocol):
 
 
 Encoder = Callable[..., Any]
-"""`encode(rows, labelled=True) -> encoded split`: this run's template, tokenizer and targets applied."""
+"""`encode(rows, labelled=True, tokens=None) -> encoded split`: this run's template, tokenizer and targets applied.
+
+`tokens` is the split's `Split.tokens` when prepare has just tokenized it (else None), to be cut to length
+rather than tokenized again; a task whose encoding is not the template's may ignore it."""
 
 
 class Metrics(Mapping):

@@ -103,7 +103,8 @@ def encoder_for(cfg: "Config", tokenizer, kind: str, train_rows: Sequence[Mappin
         raise PromptftError("generation draws demonstrations at random; set select: random",
                             field="prompt.demonstrations.select")
 
-    def encode(rows: Sequence[Mapping[str, str]], labelled: bool = True) -> "EncodedGeneration":
+    def encode(rows: Sequence[Mapping[str, str]], labelled: bool = True, tokens=None) -> "EncodedGeneration":
+        # `tokens` (prepare's column ids, see tasks.base.Encoder) stays unused: prepare keeps none for generation.
         rows = list(rows)
         shown = demonstrations_for(rows, train_rows or [], template, demos.per_class, cfg.train.seed, kind) if demos else None
         split = encode_generation_rows(rows, template, tokenizer, kind, cfg.model.max_length, cfg.model.max_target_length,

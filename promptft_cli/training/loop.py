@@ -77,7 +77,9 @@ def setup(cfg: Config) -> Setup:
     with distributed.main_process_first():  # the others then read what the main process prepared
         data = prepare(cfg, tokenizer)
     encode = task.encoder(cfg, tokenizer, data)
-    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}")) for name in ("train", "validation", "test")}
+    # On a first run prepare has just tokenized every split: the encoder cuts those ids, it doesn't tokenize again.
+    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}"), tokens=data[name].tokens)
+               for name in ("train", "validation", "test")}
     model = task.build_model(cfg, tokenizer, data.labels)
     return Setup(cfg, task, data.labels, tokenizer, model, encoded, data, encode)
 
