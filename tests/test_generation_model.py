@@ -151,6 +151,13 @@ def test_soft_template_vectors_train_and_generate(tiny_generators):
     assert greedy(generator, tokenizer, encoded, cfg, batch_size=1) == greedy(generator, tokenizer, encoded, cfg)
 
 
+def test_stop_strings_cut_the_output():
+    from promptft_cli.modeling.decoding import cut_at_stop
+
+    assert cut_at_stop("die katze\nEnglish: the dog", ["\n", "English:"]) == "die katze"
+    assert cut_at_stop("die katze", ["###"]) == "die katze"
+
+
 def test_bitfit_on_a_model_without_biases_is_a_config_error(tiny_generators):
     with pytest.raises(PromptftError, match="no.*bias|has none") as err:
         make(tiny_generators["llama"], "bitfit")
