@@ -171,8 +171,8 @@ class GenerationTask(Task):
             losses: list[float | None] = [None] * len(b)
             if split.targets is not None:
                 with torch.inference_mode():
-                    losses = [float(model(**{k: v.to(device) for k, v in self.collate(split, [i], model.pad_token_id).items()}))
-                              for i in b]
+                    batch = {k: v.to(device) for k, v in self.collate(split, b, model.pad_token_id).items()}
+                    losses = model.example_losses(**batch).tolist()
             out.extend(Generated(t, loss) for t, loss in zip(texts, losses))
         return idx, out
 

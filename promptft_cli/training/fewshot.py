@@ -103,13 +103,29 @@ def _clear_parent(parent: Path) -> None:
 
 def write_pools(cfg: Config, pool_dir: Path) -> list[str]:
     """Clean and hold out the splits once (no few-shot sampling) and write them where every seed reads them."""
-    data = load_splits(cfg.data.model_copy(update={"few_shot": None, "unlabeled": None}), cfg.path, cfg.train.seed)
+    whole = cfg.data.model_copy(update={"few_shot": None, "unlabeled": None})
+    if cfg.task == "generation":
+        return _write_generation_pools(cfg, whole, pool_dir)
+    data = load_splits(whole, cfg.path, cfg.train.seed)
     label_column = cfg.data.label_column
     for name in SPLITS:
         # Keep the user's label column name, so each seed's config reads like theirs.
         rows = [{**{c: r[c] for c in cfg.data.columns}, label_column: r["label"]} for r in data[name].rows]
         runs.write_jsonl_atomic(pool_dir / f"{name}.jsonl", rows)
     return data.labels
+
+
+def _write_generation_pools(cfg: Config, whole, pool_dir: Path) -> list[str]:
+    """Generation pools keep the input columns and the target (and references) under the user's column names."""
+    from promptft_cli.data.generation import load_generation_splits
+    from promptft_cli.prompting.generation import REFERENCES, TARGET
+
+    data = load_generation_splits(whole, cfg.path, cfg.train.seed)
+    names = {TARGET: cfg.data.target_column, REFERENCES: cfg.data.references_column}
+    for name in SPLITS:
+        rows = [{names.get(k, k): v for k, v in r.items()} for r in data[name].rows]
+        runs.write_jsonl_atomic(pool_dir / f"{name}.jsonl", rows)
+    return []
 
 
 def config_for_seed(cfg: Config, seed: int) -> Config:
