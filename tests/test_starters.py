@@ -59,8 +59,10 @@ def test_unknown_starter_suggests_the_closest():
 def test_sentiment_starter_prepares_as_written(tmp_path, tiny_encoder):
     """The starter runs: prepare reads its sample data (with the tiny model swapped in for speed)."""
     from promptft_cli.data.prepare import prepare
+    from promptft_cli.modeling.loading import load_tokenizer
 
     path = starters.write("sentiment", tmp_path / "sentiment.yaml")
-    data = prepare(load_config(path, [f"model.name={tiny_encoder}", "model.max_length=64"]), force=True)
+    cfg = load_config(path, [f"model.name={tiny_encoder}", "model.max_length=64"])
+    data = prepare(cfg, load_tokenizer(cfg.model, cfg.base_dir), force=True)
     assert data.labels == ["negative", "positive"]
     assert sum(s["rows"] for s in data.report["splits"].values()) > 300
