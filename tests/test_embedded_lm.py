@@ -183,11 +183,8 @@ def test_real_embedded_smollm2_loads_from_the_cache_and_generates():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = resolve_model_path("default-lm")
-    started = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    load_s = time.perf_counter() - started
-    assert load_s < 10, f"cached load took {load_s:.1f} s"  # ~1 s measured; generous for a busy CI machine
+    model = AutoModelForCausalLM.from_pretrained(folder)  # load time is a benchmark figure, never a test assert
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
     prompt = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
                                      tokenize=False, add_generation_prompt=True)
