@@ -1,6 +1,8 @@
-"""The README's config reference and method table, generated from the schema so they never drift.
+"""The config reference (docs/configuration.md) and the method table (README.md, docs/methods.md), generated
+from the schema and the method registry so they never drift.
 
-`python tools/config_reference.py` rewrites the marked blocks of README.md; a test checks they are current.
+`python tools/config_reference.py` rewrites the marked blocks in those files; `--check` exits 1 when one is
+stale, and tests/test_docs.py checks they are current.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pydantic import BaseModel
 from promptft_cli.config import Config, MethodConfig
 from promptft_cli.methods import METHODS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+METHODS_PAGE = ROOT / "docs" / "methods.md"
 
 
 def _type_name(annotation) -> str:
@@ -60,18 +65,25 @@ def methods_reference() -> str:
 
 
 BLOCKS = {"config-reference": config_reference, "methods": methods_reference}
+# Which file holds which generated block; each must hold every block listed for it.
+TARGETS = {CONFIGURATION: ("config-reference",), README: ("methods",), METHODS_PAGE: ("methods",)}
 
 
-def render(readme: str) -> str:
+def render(text: str) -> str:
+    """`text` with every marked block it contains regenerated."""
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        readme = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), readme)
-    return readme
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
 
 
 if __name__ == "__main__":
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
-    if "--check" in sys.argv:
-        sys.exit(0 if new == text else 1)
-    README.write_text(new, encoding="utf-8")
+    stale = []
+    for path in TARGETS:
+        text = path.read_text(encoding="utf-8")
+        new = render(text)
+        if new != text:
+            stale.append(path)
+            if "--check" not in sys.argv:
+                path.write_text(new, encoding="utf-8")
+    sys.exit(1 if stale and "--check" in sys.argv else 0)
