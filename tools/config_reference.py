@@ -40,7 +40,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         sub = next((a for a in (info.annotation, *typing.get_args(info.annotation))
                     if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if sub is MethodConfig:
-            rows.append(f"| `{key}.name` | name of a method below | `prompt_tuning` | The training method; its options sit beside `name`. |")
+            rows.append(f"| `{key}.name` | name of a method in [methods.md](methods.md#the-methods) | `prompt_tuning` | The training method; its options sit beside `name`. |")
             continue
         if sub is not None:
             rows.extend(_rows(sub, key + "."))
