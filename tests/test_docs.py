@@ -174,3 +174,17 @@ def test_prompt_examples_validate(start, block):
         value = getattr(cfg.data, key)
         if value and value.startswith("../sample_data/"):
             assert (ROOT / "configs" / value).exists(), f"line {start}: {value} does not exist"
+
+
+def test_template_error_table_quotes_the_code():
+    """Each row of docs/prompts.md's template-error table is what parse_template raises for that template."""
+    from promptft_cli.errors import PromptftError
+    from promptft_cli.prompting.templates import parse_template
+
+    text = (ROOT / "docs" / "prompts.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([\"'])(.*)\1` \| `(.*)` \|$", text, flags=re.M)
+    assert len(rows) >= 8
+    for _, template, message in rows:
+        with pytest.raises(PromptftError) as caught:
+            parse_template(template)
+        assert message in str(caught.value), template
