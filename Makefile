@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # torch is installed before the package, so that pip's choice of build is made here. The pin below is the
-# CPU build only where a local wheel provides it (as on the project's CI machine); from PyPI on Linux it
+# CPU build only where a local wheel provides it (as on this project's development machine); from PyPI on Linux it
 # is the multi-GB CUDA build. CPU-only anywhere: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # GPU: make demo TORCH=torch (or install the torch you want first).
 TORCH       ?= torch==2.13.0
