@@ -176,6 +176,26 @@ def test_prompt_examples_validate(start, block):
             assert (ROOT / "configs" / value).exists(), f"line {start}: {value} does not exist"
 
 
+# What kind of backbone each model named on the page is (the page's examples cannot download them).
+_KINDS = {"default": "encoder", "default-lm": "causal", "gpt2": "causal", "roberta-base": "mlm",
+          "bert-base-uncased": "mlm", "bert-base-chinese": "mlm"}
+
+
+@pytest.mark.parametrize("start,block", PROMPT_EXAMPLES, ids=[f"line-{s}" for s, _ in PROMPT_EXAMPLES])
+def test_prompt_examples_pass_the_combination_checks(start, block, bert_tokenizer, gpt2_tokenizer):
+    """No example is a head × model × template × method combination that promptft refuses at start-up."""
+    from promptft_cli.prompting.templates import resolve_soft
+    from promptft_cli.prompting.verbalizers import check_combination
+
+    raw = yaml.safe_load(block)
+    raw.setdefault("data", {"train": "../sample_data/sentiment.csv"})
+    cfg = validate_config(raw)
+    family = _KINDS[cfg.model.name]
+    kind = family if cfg.prompt.resolved_head == "verbalizer" else "encoder"
+    tokenizer = gpt2_tokenizer if family == "causal" else bert_tokenizer
+    check_combination(cfg, kind, resolve_soft(template_for(cfg), tokenizer), tokenizer)
+
+
 def test_template_error_table_quotes_the_code():
     """Each row of docs/prompts.md's template-error table is what parse_template raises for that template."""
     from promptft_cli.errors import PromptftError
