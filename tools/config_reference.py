@@ -27,6 +27,7 @@ def _type_name(annotation) -> str:
     text = str(annotation).replace("typing.", "").replace("NoneType", "null")
     text = re.sub(r"<class '(\w+)'>", r"\1", text)
     text = re.sub(r"promptft_cli\.config\.(\w+)Config", lambda m: m.group(1).lower(), text)
+    text = re.sub(r"^list\[Literal\[([^\]]*)\]\]$", r"list of Literal[\1]", text)  # list[Literal[...]]: the choices
     text = re.sub(r"\[?Literal\[([^\]]*)\]\]?", lambda m: " / ".join(v.strip(" '") for v in m.group(1).split(",")), text)
     return text.replace("Optional", "")
 
@@ -45,7 +46,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         if sub is not None:
             rows.extend(_rows(sub, key + "."))
             continue
-        default = "required" if info.is_required() else f"`{info.default}`"
+        value = info.default_factory() if info.default_factory is not None else info.default
+        default = "required" if info.is_required() else f"`{value}`"
         desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{key}` | {_type_name(info.annotation).replace('|', 'or')} | {default} | {desc} |")
     return rows
