@@ -7,7 +7,7 @@ the config validation and `promptft --help` stay instant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -40,8 +40,9 @@ class Method:
     options: type[MethodOptions]
     default_lr: float
     summary: str
-    apply: Callable[[Any, Any, str], Prepared]
-    """apply(backbone, options, model_kind) -> Prepared; model_kind is encoder, mlm or causal."""
+    apply: Callable[..., Prepared]
+    """apply(backbone, options, model_kind, task_type="FEATURE_EXTRACTION") -> Prepared; model_kind is encoder,
+    mlm or causal (classification) or causal/seq2seq (generation, with peft's CAUSAL_LM / SEQ_2_SEQ_LM task type)."""
     frozen_backbone: bool = False
     """The backbone is not trained at all, so its outputs can be computed once and cached."""
 

@@ -14,11 +14,11 @@ class PrefixTuningOptions(MethodOptions):
     """Reparameterise the prefix through an MLP (more parameters, often more stable)."""
 
 
-def apply(backbone, options: PrefixTuningOptions, model_kind: str) -> Prepared:
+def apply(backbone, options: PrefixTuningOptions, model_kind: str, task_type: str = "FEATURE_EXTRACTION") -> Prepared:
     from peft import PrefixTuningConfig, TaskType, get_peft_model
 
     cfg = PrefixTuningConfig(
-        task_type=TaskType.FEATURE_EXTRACTION,
+        task_type=TaskType[task_type],
         num_virtual_tokens=options.num_virtual_tokens,
         prefix_projection=options.prefix_projection,
     )
