@@ -12,7 +12,8 @@ import yaml
 from promptft_cli.config import load_config
 from promptft_cli.data.prepare import prepare
 from promptft_cli.inference.predict import Predictor, predictions, read_inputs, write_predictions
-from promptft_cli.prompting.templates import encode, template_for
+from promptft_cli.prompting.encoding import encode
+from promptft_cli.prompting.templates import template_for
 
 # Every character the test texts use; BertNormalizer puts spaces around CJK characters, so each one is a
 # token of its own, as in bert-base-chinese's vocabulary.
