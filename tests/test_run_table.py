@@ -12,7 +12,7 @@ from promptft_cli import runs
 from promptft_cli.errors import PromptftError
 from promptft_cli.runs import table as run_table
 
-# The keys `promptft runs --json` documents for each run (README: Daily use).
+# The keys `promptft runs --json` documents for each run (docs/daily-use.md: Scripting).
 RUN_KEYS = {"name", "path", "status", "task", "model", "method", "head", "shots", "best_metric", "best_validation",
             "best_epoch", "test_accuracy", "test_macro_f1", "test_accuracy_std", "test_macro_f1_std", "test_scores", "train_seconds",
             "trainable_parameters", "checkpoint_bytes"}

@@ -1,6 +1,8 @@
-"""The README's config reference and method table, generated from the schema so they never drift.
+"""The config reference (docs/configuration.md) and the method table (README.md, docs/methods.md), generated
+from the schema and the method registry so they never drift.
 
-`python tools/config_reference.py` rewrites the marked blocks of README.md; a test checks they are current.
+`python tools/config_reference.py` rewrites the marked blocks in those files; `--check` exits 1 when one is
+stale, and tests/test_docs.py checks they are current.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from pydantic import BaseModel
 from promptft_cli.config import Config, MethodConfig
 from promptft_cli.methods import METHODS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+METHODS_PAGE = ROOT / "docs" / "methods.md"
 
 
 def _type_name(annotation) -> str:
     text = str(annotation).replace("typing.", "").replace("NoneType", "null")
     text = re.sub(r"<class '(\w+)'>", r"\1", text)
     text = re.sub(r"promptft_cli\.config\.(\w+)Config", lambda m: m.group(1).lower(), text)
+    text = re.sub(r"^list\[Literal\[([^\]]*)\]\]$", r"list of Literal[\1]", text)  # list[Literal[...]]: the choices
     text = re.sub(r"\[?Literal\[([^\]]*)\]\]?", lambda m: " / ".join(v.strip(" '") for v in m.group(1).split(",")), text)
     return text.replace("Optional", "")
 
@@ -35,12 +41,13 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         sub = next((a for a in (info.annotation, *typing.get_args(info.annotation))
                     if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if sub is MethodConfig:
-            rows.append(f"| `{key}.name` | name of a method below | `prompt_tuning` | The training method; its options sit beside `name`. |")
+            rows.append(f"| `{key}.name` | name of a method in [methods.md](methods.md#the-methods) | `prompt_tuning` | The training method; its options sit beside `name`. |")
             continue
         if sub is not None:
             rows.extend(_rows(sub, key + "."))
             continue
-        default = "required" if info.is_required() else f"`{info.default}`"
+        value = info.default_factory() if info.default_factory is not None else info.default
+        default = "required" if info.is_required() else f"`{value}`"
         desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{key}` | {_type_name(info.annotation).replace('|', 'or')} | {default} | {desc} |")
     return rows
@@ -60,18 +67,25 @@ def methods_reference() -> str:
 
 
 BLOCKS = {"config-reference": config_reference, "methods": methods_reference}
+# Which file holds which generated block; each must hold every block listed for it.
+TARGETS = {CONFIGURATION: ("config-reference",), README: ("methods",), METHODS_PAGE: ("methods",)}
 
 
-def render(readme: str) -> str:
+def render(text: str) -> str:
+    """`text` with every marked block it contains regenerated."""
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        readme = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), readme)
-    return readme
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
 
 
 if __name__ == "__main__":
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
-    if "--check" in sys.argv:
-        sys.exit(0 if new == text else 1)
-    README.write_text(new, encoding="utf-8")
+    stale = []
+    for path in TARGETS:
+        text = path.read_text(encoding="utf-8")
+        new = render(text)
+        if new != text:
+            stale.append(path)
+            if "--check" not in sys.argv:
+                path.write_text(new, encoding="utf-8")
+    sys.exit(1 if stale and "--check" in sys.argv else 0)

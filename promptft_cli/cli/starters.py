@@ -102,7 +102,7 @@ data:
   text_columns: [premise, hypothesis]   # both go into the template by name
   label_column: label
 prompt:
-  template: "{{premise}} Question: {{hypothesis}}"   # {{column}} inserts a column; see README: Templates
+  template: "{{premise}} Question: {{hypothesis}}"   # {{column}} inserts a column; see docs/prompts.md
 method:
   name: lora
   r: 8
