@@ -153,6 +153,38 @@ def predict(
         _emit({"rows": n, "output": str(output)}, True, None)
 
 
+QuantizeOpt = Annotated[Optional[str], typer.Option(
+    "--quantize", help="int8: dynamic int8 quantization of the Linear layers for CPU inference (refused on GPU).")]
+
+
+@app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most rows in one forward pass (dynamic batching).")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for more requests before a forward pass.")] = 5.0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes, each with its own copy of the model, sharing the port.")] = 1,
+    quantize: QuantizeOpt = None,
+    max_input_tokens: Annotated[Optional[int], typer.Option(min=1, help="Longest input in tokens (default: the run's model.max_length).")] = None,
+    on_long_input: Annotated[str, typer.Option(help="reject: a longer input is a 422; truncate: cut and marked truncated.")] = "reject",
+    max_inputs: Annotated[int, typer.Option(min=1, help="Most inputs per request.")] = 64,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body; larger ones get 413.")] = 1_000_000,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation runs: the most new tokens a request may ask for.")] = 256,
+) -> None:
+    """Serve a run over HTTP (FastAPI + uvicorn): /v1/classify or /v1/generate and /v1/completions, /health, /metrics."""
+    try:
+        from promptft_cli.serve.server import run_server, settings_for
+    except ImportError as exc:
+        raise PromptftError(f"serving needs the serve extra ({exc.name} is missing): pip install 'promptft[serve]'") from None
+
+    _setup(False)
+    settings = settings_for(run_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, quantize=quantize,
+                            max_input_tokens=max_input_tokens, on_long_input=on_long_input, max_inputs=max_inputs,
+                            max_body_bytes=max_body_bytes, max_new_tokens=max_new_tokens)
+    run_server(settings, host, port, workers)
+
+
 @app.command("runs")
 def list_runs(
     folder: Annotated[Path, typer.Argument(help="Folder to search for run directories (recursively).")] = Path("runs"),

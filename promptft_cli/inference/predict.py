@@ -39,8 +39,12 @@ class Predictor:
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
 
     @classmethod
-    def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
-        """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
+    def from_run(cls, run_dir: Path, checkpoint: Path | None = None, quantize: str | None = None) -> "Predictor":
+        """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one.
+
+        `quantize="int8"`: Linear layers dynamically quantized for CPU inference (see quantize.py).
+        """
+        from promptft_cli.inference.quantize import check_quantize, quantize_int8
         from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
@@ -53,11 +57,14 @@ class Predictor:
         else:
             weights, labels = weights_for(run_dir, checkpoint)
         cfg = load_config(run_dir / runs.CONFIG)
+        check_quantize(quantize, cfg)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
         classifier = build_classifier(cfg, labels, tokenizer, report=False)
         load_weights(classifier, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
             classifier.to(inference_device())
+        if quantize:
+            classifier = quantize_int8(classifier)
         return cls(cfg, labels, tokenizer, template_for(cfg), classifier,
                    demonstrations=from_run(cfg, run_dir, labels, tokenizer))
 
@@ -90,24 +97,27 @@ class Predictor:
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
-                   overrides: list[str] | None = None) -> "Predictor":
+                   overrides: list[str] | None = None, quantize: str | None = None) -> "Predictor":
         """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
         if target.is_dir():
-            return cls.from_run(target, checkpoint)
+            return cls.from_run(target, checkpoint, quantize)
         cfg = load_config(target, overrides)
         # Any run.json means a run exists: an unfinished one is an error to report, not a reason for zero-shot.
         if checkpoint is not None or (cfg.run_dir / runs.RUN_INFO).exists():
-            return cls.from_run(cfg.run_dir, checkpoint)
+            return cls.from_run(cfg.run_dir, checkpoint, quantize)
+        if quantize:
+            raise PromptftError("--quantize applies to a trained run; this config has none yet", field="--quantize")
         from promptft_cli.progress import status
 
         status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
         return cls.from_config(cfg)
 
-    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
+    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None, max_length: int | None = None):
+        """Class probabilities per row; inputs are cut to `max_length` tokens (default model.max_length)."""
         from promptft_cli.prompting.encoding import encode_rows
 
         encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
-        split = encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+        split = encode(rows, self.template, self.tokenizer, max_length or self.cfg.model.max_length)
         self.truncated += split.truncated
         return predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
 
