@@ -29,6 +29,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars 
 CheckpointOpt = Annotated[Optional[Path], typer.Option(
     "--checkpoint", help="Use this saved checkpoint (e.g. RUN/checkpoints/step-00000100) even if the run is unfinished.")]
 
+QuantizeOpt = Annotated[Optional[str], typer.Option(
+    "--quantize", help="int8: dynamic int8 quantization of the Linear layers for CPU inference (refused on GPU).")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -130,9 +133,13 @@ def predict(
     checkpoint: CheckpointOpt = None,
     encoding: Annotated[Optional[str], typer.Option(help="Text encoding of INPUT (default: the run's data.encoding).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="With -o: print {rows, output} as JSON (without -o, stdout is already JSONL).")] = False,
+    quantize: QuantizeOpt = None,
     set_: SetOpt = None, quiet: QuietOpt = False,
 ) -> None:
-    """Label new rows: keeps the input columns and adds prediction, confidence and prob_<label>."""
+    """Label new rows: keeps the input columns and adds prediction, confidence and prob_<label>.
+
+    Under torchrun / accelerate launch each process scores its share and one output file is written in input order.
+    """
     from promptft_cli.inference.predict import (
         InputStats,
         Predictor,
@@ -140,21 +147,25 @@ def predict(
         read_inputs,
         write_predictions,
     )
+    from promptft_cli.inference.sharded import predict_sharded
     from promptft_cli.progress import status, track
+    from promptft_cli.training import distributed
 
     _setup(quiet or output is None or json_out)
-    predictor = Predictor.for_target(run_dir, checkpoint, set_)
+    distributed.quiet_replicas()
+    predictor = Predictor.for_target(run_dir, checkpoint, set_, quantize)
     cfg, stats = predictor.cfg, InputStats()
     inputs = read_inputs(input, cfg.data.columns, encoding or cfg.data.encoding, stats)
-    n = write_predictions(track(predictions(predictor, inputs, batch_size), "predict"), output)
+    if distributed.world_size() > 1:
+        n = predict_sharded(predictor, inputs, output, batch_size, track)
+        distributed.finish()
+    else:
+        n = write_predictions(track(predictions(predictor, inputs, batch_size), "predict"), output)
     stats.truncated = predictor.truncated
-    status(f"wrote {n} predictions to {output}" + stats.summary())
-    if json_out and output is not None:
-        _emit({"rows": n, "output": str(output)}, True, None)
-
-
-QuantizeOpt = Annotated[Optional[str], typer.Option(
-    "--quantize", help="int8: dynamic int8 quantization of the Linear layers for CPU inference (refused on GPU).")]
+    if distributed.is_main():
+        status(f"wrote {n} predictions to {output}" + stats.summary())
+        if json_out and output is not None:
+            _emit({"rows": n, "output": str(output)}, True, None)
 
 
 @app.command()
