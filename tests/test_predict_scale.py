@@ -23,9 +23,9 @@ def test_int8_quantizes_every_linear_and_keeps_the_answers(trained_run):
     from torch import nn
 
     floating, quantized = Predictor.from_run(trained_run), Predictor.from_run(trained_run, quantize="int8")
-    kinds = {type(m).__name__ for m in quantized.classifier.modules()}
+    kinds = {type(m).__name__ for m in quantized.model.modules()}
     assert "DynamicQuantizedLinear" in kinds or "Linear" in kinds
-    assert not any(type(m) is nn.Linear for m in quantized.classifier.modules())  # LoRA merged, then quantized
+    assert not any(type(m) is nn.Linear for m in quantized.model.modules())  # LoRA merged, then quantized
     rows = [{"text": t} for t in TEXTS]
     p, q = floating.proba(rows), quantized.proba(rows)
     assert (p.argmax(1) == q.argmax(1)).mean() >= 0.85

@@ -5,16 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from promptft_cli import runs
 from promptft_cli.config import Config, load_config
 from promptft_cli.data.reading import TextNotes, iter_records, text_value
 from promptft_cli.errors import PromptftError
 from promptft_cli.prompting.templates import Template
-from promptft_cli.tasks.classification import inference_device, predict_proba
+from promptft_cli.tasks.base import Encoder, Task, get_task
+from promptft_cli.tasks.classification import encoder_for, inference_device
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from promptft_cli.prompting.demonstrations import Demonstrations
 
 CHUNK_ROWS = 4096
 
@@ -24,19 +31,26 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass
 class Predictor:
-    """Everything needed to score rows: config, labels, tokenizer, template and the trained classifier."""
+    """Everything needed to score rows: config, task, labels, tokenizer, template and the trained model."""
 
     cfg: Config
     labels: list[str]
-    tokenizer: Any
+    tokenizer: "PreTrainedTokenizerBase"
     template: Template
-    classifier: Any
+    model: "nn.Module"
     truncated: int = 0
     """Inputs cut to model.max_length tokens so far."""
-    demonstrations: Any = None
+    demonstrations: "Demonstrations | None" = None
     """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
     zero_shot: bool = False
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
+    task: Task = field(init=False)
+    encode: Encoder = field(init=False, repr=False)
+    """rows -> encoded split, as in training (template, demonstrations, label indices when `labelled`)."""
+
+    def __post_init__(self) -> None:
+        self.task = get_task(self.cfg.task)
+        self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None, quantize: str | None = None) -> "Predictor":
@@ -45,7 +59,6 @@ class Predictor:
         `quantize="int8"`: Linear layers dynamically quantized for CPU inference (see quantize.py).
         """
         from promptft_cli.inference.quantize import check_quantize, quantize_int8
-        from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
         from promptft_cli.prompting.demonstrations import from_run
@@ -59,13 +72,13 @@ class Predictor:
         cfg = load_config(run_dir / runs.CONFIG)
         check_quantize(quantize, cfg)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, labels, tokenizer, report=False)
-        load_weights(classifier, weights)
+        model = get_task(cfg.task).build_model(cfg, tokenizer, labels, report=False)
+        load_weights(model, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
-            classifier.to(inference_device())
+            model.to(inference_device())
         if quantize:
-            classifier = quantize_int8(classifier)
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier,
+            model = quantize_int8(model)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model,
                    demonstrations=from_run(cfg, run_dir, labels, tokenizer))
 
     @classmethod
@@ -75,7 +88,6 @@ class Predictor:
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
         from promptft_cli.data.prepare import prepare
-        from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.prompting.demonstrations import (
             from_config as demonstrations_from,
@@ -87,13 +99,13 @@ class Predictor:
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
         labels = [str(label) for label in (labels or cfg.prompt.verbalizer)]
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, labels, tokenizer)
+        model = get_task(cfg.task).build_model(cfg, tokenizer, labels)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):
-            classifier.to(inference_device())
+            model.to(inference_device())
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
             demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier, demonstrations=demos, zero_shot=True)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
@@ -112,14 +124,24 @@ class Predictor:
         status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
         return cls.from_config(cfg)
 
-    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None, max_length: int | None = None):
-        """Class probabilities per row; inputs are cut to `max_length` tokens (default model.max_length)."""
-        from promptft_cli.prompting.encoding import encode_rows
-
-        encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
-        split = encode(rows, self.template, self.tokenizer, max_length or self.cfg.model.max_length)
+    def infer(self, split, batch_size: int | None = None):
+        """The task's outputs (classification: label probabilities) for an encoded split."""
         self.truncated += split.truncated
-        return predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
+        return self.task.infer(self.model, split, batch_size or self.cfg.train.eval_batch_size)
+
+    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None, max_length: int | None = None):
+        """Label probabilities, one row per input row, columns in `labels` order.
+
+        `max_length`: cut inputs to this many tokens instead of model.max_length (the server's --max-input-tokens).
+        """
+        encode = self.encode if max_length in (None, self.cfg.model.max_length) else self._encoder_cut_at(max_length)
+        return self.infer(encode(rows, labelled=False), batch_size)
+
+    def _encoder_cut_at(self, max_length: int) -> Encoder:
+        if getattr(self, "_cut", (None,))[0] != max_length:
+            cfg = self.cfg.model_copy(update={"model": self.cfg.model.model_copy(update={"max_length": max_length})})
+            self._cut = (max_length, encoder_for(cfg, self.tokenizer, self.labels, self.demonstrations))
+        return self._cut[1]
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers
@@ -151,13 +173,10 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def predictions(predictor: Predictor, inputs: Iterable[tuple[dict, dict]], batch_size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Each input record with `prediction`, `confidence` and one `prob_<label>` per label added."""
+    """Each input record with the task's columns added (classification: `prediction`, `confidence`, `prob_<label>`)."""
     for chunk in chunked(inputs, CHUNK_ROWS):
-        probs = predictor.proba([clean for _, clean in chunk], batch_size)
-        for (record, _), p in zip(chunk, probs):
-            best = int(p.argmax())
-            added = {"prediction": predictor.labels[best], "confidence": round(float(p[best]), 6),
-                     **{f"prob_{label}": round(float(v), 6) for label, v in zip(predictor.labels, p)}}
+        outputs = predictor.proba([clean for _, clean in chunk], batch_size)
+        for (record, _), added in zip(chunk, predictor.task.prediction_columns(outputs, predictor.labels)):
             # An input column with an output's name (say, re-scoring an earlier predictions file) is kept
             # as input_<name>, not overwritten: predict never loses what it was given.
             yield {**{(f"input_{k}" if k in added else k): v for k, v in record.items()}, **added}
