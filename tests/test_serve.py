@@ -243,3 +243,36 @@ def test_real_run_served_matches_predict(trained_run, tmp_path):
     for o, p in zip(outputs, expected):
         assert o["probabilities"] == pytest.approx(dict(zip(predictor.labels, p.tolist())), abs=1e-5)
     assert info["task"] == "classification" and info["method"] == "lora" and info["labels"] == predictor.labels
+
+
+def test_real_run_int8_and_truncation_at_the_start_up_limit(trained_run):
+    from promptft_cli.inference.predict import Predictor
+    from promptft_cli.serve.backend import load_backend
+    from promptft_cli.serve.server import settings_for
+
+    s = settings_for(trained_run, max_batch=8, max_wait_ms=2, quantize="int8", max_input_tokens=8,
+                     on_long_input="truncate")
+    texts = ["it was great", "this film is terrible . a long , long , dull and boring review of it"]
+    with TestClient(create_app(s, backend=load_backend(trained_run, "int8"))) as c:
+        outputs = c.post("/v1/classify", json={"inputs": [{"text": t} for t in texts]}).json()["outputs"]
+        assert c.get("/v1/info").json()["quantized"] is True
+    assert [o["truncated"] for o in outputs] == [False, True]
+    quantized = Predictor.from_run(trained_run, quantize="int8")
+    cut = quantized.proba([{"text": texts[1]}], max_length=8)[0]
+    # Dynamic int8 quantizes activations with each batch's range, so batch-mates move the last digits.
+    assert outputs[1]["probabilities"] == pytest.approx(dict(zip(quantized.labels, cut.tolist())), abs=5e-3)
+    whole = quantized.proba([{"text": texts[1]}])[0]
+    assert abs(whole - cut).max() > 1e-6  # the cut input is what was scored
+
+
+def test_serve_refuses_flags_the_run_cannot_honour(trained_run):
+    from promptft_cli.errors import PromptftError
+    from promptft_cli.serve.server import settings_for
+
+    with pytest.raises(PromptftError, match="over the run's model.max_length") as err:
+        settings_for(trained_run, max_batch=8, max_wait_ms=2, quantize=None, max_input_tokens=10_000,
+                     on_long_input="reject")
+    assert err.value.field == "--max-input-tokens"
+    with pytest.raises(PromptftError, match="reject or truncate"):
+        settings_for(trained_run, max_batch=8, max_wait_ms=2, quantize=None, max_input_tokens=None,
+                     on_long_input="cut")

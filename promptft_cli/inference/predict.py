@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
@@ -140,7 +140,7 @@ class Predictor:
     def _encoder_cut_at(self, max_length: int) -> Encoder:
         if getattr(self, "_cut", (None,))[0] != max_length:
             cfg = self.cfg.model_copy(update={"model": self.cfg.model.model_copy(update={"max_length": max_length})})
-            self._cut = (max_length, encoder_for(cfg, self.tokenizer, self.labels, self.demonstrations))
+            self._cut = (max_length, replace(self, cfg=cfg).encode)  # the task's own encoder, cutting shorter
         return self._cut[1]
 
 

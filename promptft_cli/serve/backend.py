@@ -137,4 +137,44 @@ def load_backend(run_dir: Path, quantize: str | None = None) -> Backend:
 
         predictor = Predictor.from_run(run_dir, quantize=quantize)
         return ClassifierBackend(predictor, run_dir, quantized=quantize is not None)
-    raise PromptftError(f"serving '{cfg.task}' runs is not available in this build", field="task")
+    if cfg.task == "generation":
+        from promptft_cli.inference.predict import Predictor
+
+        return generator_backend(Predictor.from_run(run_dir, quantize=quantize), run_dir, quantize is not None)
+    raise PromptftError(f"serving '{cfg.task}' runs is not available", field="task")
+
+
+def generator_backend(predictor, run_dir: Path, quantized: bool = False) -> GeneratorBackend:
+    """A generation run's Predictor as a backend: each batch runs with its request's decoding settings.
+
+    The generator reads its settings from `model.decoding` / `model.stop` (set from the run's `generate`
+    section); the batcher runs one batch at a time in one thread, so swapping them per batch is safe.
+    """
+    gen, model, tokenizer = predictor.cfg.generate, predictor.model, predictor.tokenizer
+    defaults = Decoding(gen.max_new_tokens, gen.temperature if gen.do_sample else 0.0, gen.top_p, tuple(gen.stop))
+
+    def generate(rows, decoding: Decoding, max_tokens: int | None) -> list[dict[str, Any]]:
+        saved = model.decoding, model.stop
+        model.decoding, model.stop = {**saved[0], **_sampling(decoding, gen.top_k)}, list(decoding.stop)
+        try:
+            outputs = predictor.proba(rows, batch_size=len(rows), max_length=max_tokens)
+        finally:
+            model.decoding, model.stop = saved
+        results = []
+        for generated in outputs:
+            text = generated.texts[0]
+            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            # Fewer tokens than allowed: the model ended (EOS) or a stop string cut it.
+            results.append({"generation": text, "completion_tokens": n,
+                            "finish_reason": "length" if n >= decoding.max_new_tokens else "stop"})
+        return results
+
+    return GeneratorBackend(predictor.cfg, run_dir, tokenizer, predictor.template, generate, defaults, quantized)
+
+
+def _sampling(decoding: Decoding, top_k: int) -> dict[str, Any]:
+    settings: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "num_return_sequences": 1}
+    if decoding.temperature > 0:
+        return {**settings, "do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p,
+                "top_k": top_k, "num_beams": 1}
+    return {**settings, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
