@@ -82,7 +82,9 @@ async def classify_many(url: str, n: int, concurrency: int) -> list[tuple[int, l
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    s = Server(trained_run, "--max-batch", "32", "--max-wait-ms", "20")
+    # One server for the whole module (a start costs seconds): a long batching wait, so that the SIGTERM test
+    # can catch requests in flight; the load test's 32 clients fill each batch before it runs anyway.
+    s = Server(trained_run, "--max-batch", "256", "--max-wait-ms", "1000")
     try:
         s.wait_ready()
         yield s
@@ -93,7 +95,7 @@ def server(trained_run):
 def test_health_is_503_while_loading_then_200(server):
     assert 503 in server.health and server.health[-1] == 200  # the port opens before the model is loaded
     info = httpx.get(server.url + "/v1/info").json()
-    assert info["task"] == "classification" and info["serving"]["max_batch"] == 32
+    assert info["task"] == "classification" and info["serving"]["max_batch"] == 256
 
 
 def test_bounded_load_has_no_errors_keeps_order_and_batches(server):
@@ -119,25 +121,23 @@ def test_bad_input_over_http_is_a_json_error(server):
     assert r.status_code == 422 and r.json()["error"]["field"] == "inputs"
 
 
-def test_sigterm_finishes_accepted_requests_then_exits(trained_run):
-    s = Server(trained_run, "--max-batch", "64", "--max-wait-ms", "1500")
-    s.wait_ready()
+def test_sigterm_finishes_accepted_requests_then_exits(server):  # last: it stops the module's server
+    s, in_flight = server, []
 
     async def scenario():
         pending = asyncio.ensure_future(classify_many(s.url, 12, 12))
-        for _ in range(200):  # until all 12 sit in the batcher (its 1.5 s wait holds them)
+        for _ in range(200):  # until all 12 sit in the batcher (its 1 s wait holds them)
             await asyncio.sleep(0.02)
-            if metric(await asyncio.to_thread(s.metrics), "promptft_requests_in_flight") >= 13:
+            in_flight.append(metric(await asyncio.to_thread(s.metrics), "promptft_requests_in_flight"))
+            if in_flight[-1] >= 13:  # the 12, and this /metrics request
                 break
         s.proc.send_signal(signal.SIGTERM)
         return await pending
 
-    try:
-        results = asyncio.run(scenario())
-        assert [status for status, _, _ in results] == [200] * 12
-        assert all(len(outputs) == len(texts) for _, texts, outputs in results)
-        assert s.proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has drained
-        with pytest.raises(httpx.TransportError):  # no longer listening
-            httpx.get(s.url + "/health", timeout=2)
-    finally:
-        s.stop()
+    results = asyncio.run(scenario())
+    assert in_flight[-1] >= 13
+    assert [status for status, _, _ in results] == [200] * 12
+    assert all(len(outputs) == len(texts) for _, texts, outputs in results)
+    assert s.proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has drained
+    with pytest.raises(httpx.TransportError):  # no longer listening
+        httpx.get(s.url + "/health", timeout=2)
