@@ -71,6 +71,28 @@ class ServerState:
         return self.backend
 
 
+def _drain_on_signals() -> None:
+    """Chain onto the server's SIGTERM/SIGINT handlers (uvicorn installs them before start-up, in every worker).
+
+    uvicorn then stops accepting connections and waits for in-flight requests; requests still arriving on
+    open connections meanwhile get 503, and /health turns 503, so a load balancer takes the replica out.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # e.g. under a test client: no signals
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if callable(previous) and not getattr(previous, "drains", False):
+            def handler(signum, frame, previous=previous):
+                begin_drain()
+                previous(signum, frame)
+
+            handler.drains = True
+            signal.signal(sig, handler)
+
+
 def begin_drain() -> None:
     """SIGTERM: every app in this process answers new requests with 503 while in-flight ones finish."""
     for state in list(_LIVE):
@@ -86,6 +108,7 @@ def create_app(settings: ServeSettings, load: Callable[[], Backend] | None = Non
 
     @asynccontextmanager
     async def lifespan(app):
+        _drain_on_signals()
         state.batcher.start()
         task = None
         if backend is not None:

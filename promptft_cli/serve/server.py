@@ -46,26 +46,5 @@ def run_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 800
                log_level: str = "info", graceful_seconds: int = 30) -> None:
     """Serve until SIGTERM/Ctrl-C; `workers` processes each load the model and share the port."""
     os.environ[SETTINGS_ENV] = json.dumps(settings.to_json())  # read by every worker's app factory
-    config = uvicorn.Config("promptft_cli.serve.app:app_from_env", factory=True, host=host, port=port,
-                            workers=workers, log_level=log_level, timeout_graceful_shutdown=graceful_seconds)
-    server = DrainingServer(config)
-    if workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
-    else:
-        server.run()
-
-
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server, telling the app on SIGTERM so requests still arriving on open connections get 503.
-
-    uvicorn itself stops accepting connections and waits for in-flight requests; /health turns 503 too, so a
-    load balancer takes the replica out. Module-level: `--workers` pickles it into each worker process.
-    """
-
-    def handle_exit(self, sig, frame) -> None:
-        from promptft_cli.serve.app import begin_drain
-
-        begin_drain()
-        super().handle_exit(sig, frame)
+    uvicorn.run("promptft_cli.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=graceful_seconds)
