@@ -14,7 +14,7 @@ from promptft_cli.runs import table as run_table
 
 # The keys `promptft runs --json` documents for each run (README: Daily use).
 RUN_KEYS = {"name", "path", "status", "task", "model", "method", "head", "shots", "best_metric", "best_validation",
-            "best_epoch", "test_accuracy", "test_macro_f1", "test_accuracy_std", "test_macro_f1_std", "train_seconds",
+            "best_epoch", "test_accuracy", "test_macro_f1", "test_accuracy_std", "test_macro_f1_std", "test_scores", "train_seconds",
             "trainable_parameters", "checkpoint_bytes"}
 
 

@@ -100,28 +100,33 @@ def evaluate(
     target: Annotated[Path, typer.Argument(help="A run directory, or a config file (its output_dir is used).", show_default=False)],
     data: Annotated[Optional[Path], typer.Option(help="Labelled CSV/TSV/JSONL to score instead of the run's test split.")] = None,
     min_accuracy: Annotated[Optional[float], typer.Option(help="Exit 1 when accuracy is below this (for CI gates).")] = None,
+    min_metric: Annotated[Optional[list[str]], typer.Option(
+        "--min-metric", help="NAME=VALUE: exit 1 when the metric is below VALUE, e.g. bleu=25 or macro_f1=0.8 (repeatable).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
     checkpoint: CheckpointOpt = None,
     set_: SetOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run (zero-shot for a config without one)."""
+    """Test metrics of a trained run (zero-shot for a config without one): accuracy, macro-F1, per-class scores and the
+    confusion matrix for classification; BLEU, chrF++, ROUGE and exact match for generation."""
     from promptft_cli.cli import render
-    from promptft_cli.inference.evaluate import evaluate_target
+    from promptft_cli.inference.evaluate import evaluate_target, gate_failures, quality_bars
     from promptft_cli.training.fewshot import evaluate_seeds, multi_seed_dir
 
     _setup(quiet or json_out)
+    bars = quality_bars(_task_of(target, set_), min_metric or [], min_accuracy)  # a bad bar fails before any work
     parent = multi_seed_dir(target, set_) if checkpoint is None else None
     if parent is not None:  # a few-shot protocol run: every seed evaluated, reported as mean ± std
         summary = evaluate_seeds(parent, data, batch_size)
         files = _write_evaluation(summary, parent, data)
         _emit({**summary, "files": [str(f) for f in files]}, json_out, render.seed_summary)
-        metrics = {"accuracy": summary["accuracy"]["mean"]}
+        metrics = summary
     else:
         metrics, run_dir = evaluate_target(target, data, set_, batch_size, checkpoint)
         files = _write_evaluation(metrics, run_dir, data)
         _emit({**metrics, "files": [str(f) for f in files]}, json_out, render.metrics)
-    if min_accuracy is not None and metrics["accuracy"] < min_accuracy:
-        raise GateFailed(f"accuracy {metrics['accuracy']:.4f} is below --min-accuracy {min_accuracy}")
+    failed = gate_failures(metrics, bars)
+    if failed:
+        raise GateFailed("; ".join(failed))
 
 
 @app.command()
@@ -143,6 +148,7 @@ def predict(
     from promptft_cli.inference.predict import (
         InputStats,
         Predictor,
+        output_format,
         predictions,
         read_inputs,
         write_predictions,
@@ -152,6 +158,7 @@ def predict(
     from promptft_cli.training import distributed
 
     _setup(quiet or output is None or json_out)
+    output_format(output)  # a mistyped -o extension fails before the model loads
     distributed.quiet_replicas()
     predictor = Predictor.for_target(run_dir, checkpoint, set_, quantize)
     cfg, stats = predictor.cfg, InputStats()
@@ -274,6 +281,21 @@ def _write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Optional[Pat
         return []
     status(f"saved {', '.join(f.name for f in files)} in {run_dir}")
     return files
+
+
+def _task_of(target: Path, overrides: list[str] | None) -> str:
+    """The task of a run directory or config (for checking gates before evaluating)."""
+    from promptft_cli import runs
+    from promptft_cli.config import load_config
+
+    config = target / runs.CONFIG if target.is_dir() else target
+    if target.is_dir() and not config.exists():
+        from promptft_cli.training.fewshot import multi_seed_dir
+
+        parent = multi_seed_dir(target, overrides)
+        seeds = sorted(parent.glob(f"*/{runs.CONFIG}")) if parent else []
+        config = seeds[0] if seeds else config
+    return load_config(config, None if target.is_dir() else overrides).task if config.exists() else "classification"
 
 
 def _setup(quiet: bool) -> None:

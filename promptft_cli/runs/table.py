@@ -42,6 +42,8 @@ class RunRow:
     test_accuracy_std: float | None = None
     """Spread over seeds (multi-seed runs only)."""
     test_macro_f1_std: float | None = None
+    test_scores: dict[str, float] = field(default_factory=dict)
+    """Generation runs: test BLEU, chrF++, ROUGE-L and exact match (means over seeds for a multi-seed run)."""
     train_seconds: float | None = None
     trainable_parameters: int | None = None
     checkpoint_bytes: int | None = None
@@ -51,6 +53,9 @@ class RunRow:
         data = asdict(self)
         data.pop("config")
         return data
+
+
+GENERATION_SCORES = ("bleu", "chrf", "rougeL", "exact_match")
 
 
 def checkpoint_bytes(run_dir: Path) -> int | None:
@@ -182,6 +187,7 @@ def _fill_metrics(row: RunRow, run_dir: Path) -> None:
     except PromptftError:
         return
     row.test_accuracy, row.test_macro_f1 = m.get("accuracy"), m.get("macro_f1")
+    row.test_scores = {k: m[k] for k in GENERATION_SCORES if isinstance(m.get(k), (int, float))}
 
 
 def _fill_summary(row: RunRow, run_dir: Path) -> None:
@@ -197,6 +203,7 @@ def _fill_summary(row: RunRow, run_dir: Path) -> None:
         if isinstance(value, dict):
             setattr(row, attr, value.get("mean"))
             setattr(row, f"{attr}_std", value.get("std"))
+    row.test_scores = {k: summary[k]["mean"] for k in GENERATION_SCORES if isinstance(summary.get(k), dict)}
     seeds = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and (p / runs.RUN_INFO).is_file()]
     infos = [_read_json_or_empty(p / runs.RUN_INFO) for p in seeds]
     if infos:

@@ -139,6 +139,9 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {
     "classification": TaskSpec(("accuracy", "macro_f1", "loss"), "promptft_cli.tasks.classification:ClassificationTask"),
+    # chrF first: smoother than BLEU on small validation sets, where BLEU is often 0 for the first epochs.
+    "generation": TaskSpec(("chrf", "bleu", "rouge1", "rouge2", "rougeL", "exact_match", "loss"),
+                           "promptft_cli.tasks.generation:GenerationTask"),
 }
 
 

@@ -30,6 +30,8 @@ MULTI_SEED = "multi-seed"
 SUMMARY = "summary.json"
 POOL = "pool"
 METRICS = ("accuracy", "macro_f1")
+GENERATION_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match")
+"""A generation run's seeds are summarised on these (k examples in all, not per class)."""
 
 
 @dataclass
@@ -84,7 +86,7 @@ def train_seeds(cfg: Config, *, overwrite: bool = False, resume: bool = False,
     _clear_parent(parent)
     labels = write_pools(cfg, parent / POOL)
     save_config(cfg, parent / runs.CONFIG)
-    info = SeedsInfo("running", labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name, list(fs.seeds))
+    info = SeedsInfo("running", labels, cfg.method.name, cfg.head, cfg.model.name, list(fs.seeds))
     info.save(parent)
     results: dict[int, dict[str, Any]] = {}
     try:
@@ -115,7 +117,8 @@ def _run_seed(seed_cfg: Config, name: str, overwrite: bool, resume: bool, train_
     if kept is not None:
         status(f"{name}: kept the finished run in {seed_cfg.run_dir}")
         return kept
-    status(f"{name}: k={seed_cfg.data.few_shot.k} per class → {seed_cfg.run_dir}")
+    per = " per class" if seed_cfg.task == "classification" else " examples"
+    status(f"{name}: k={seed_cfg.data.few_shot.k}{per} → {seed_cfg.run_dir}")
     if resume and any((seed_cfg.run_dir / runs.CHECKPOINTS).glob("step-*")):
         return train_one(seed_cfg, resume=True).metrics
     return train_one(seed_cfg, overwrite=overwrite).metrics
@@ -176,11 +179,12 @@ def _finished_metrics(seed_cfg: Config, overwrite: bool) -> dict[str, Any] | Non
 def summarize(results: dict[int, dict[str, Any]], cfg: Config | None, run_dir: Path) -> dict[str, Any]:
     """Mean, std and per-seed values of each metric; std is the population std (ddof 0), as LM-BFF reports."""
     seeds = list(results)
-    summary: dict[str, Any] = {name: _stats([results[s][name] for s in seeds]) for name in METRICS}
+    names = METRICS if "accuracy" in results[seeds[0]] else GENERATION_METRICS
+    summary: dict[str, Any] = {name: _stats([results[s][name] for s in seeds]) for name in names}
     summary.update(seeds=seeds, runs=[seed_dir(run_dir, s).name for s in seeds], run_dir=str(run_dir),
                    n_test=results[seeds[0]]["n"])
     if cfg is not None:
-        summary.update(k=cfg.data.few_shot.k, method=cfg.method.name, head=cfg.prompt.resolved_head, model=cfg.model.name)
+        summary.update(k=cfg.data.few_shot.k, method=cfg.method.name, head=cfg.head, model=cfg.model.name)
     return summary
 
 

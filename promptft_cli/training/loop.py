@@ -103,7 +103,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
             if not resume:
                 _reset_run_dir(run_dir)
             save_config(cfg, run_dir / runs.CONFIG)
-            runs.RunInfo("running", [], cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+            runs.RunInfo("running", [], cfg.method.name, cfg.head, cfg.model.name).save(run_dir)
     handler = _log_to(run_dir / runs.LOG) if main else logging.NullHandler()
     try:
         s = setup(cfg)
@@ -135,7 +135,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     p = _prepare(s, run_dir, resume)
     st = p.keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
     if p.main:
-        runs.RunInfo("running", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+        runs.RunInfo("running", s.labels, cfg.method.name, cfg.head, cfg.model.name).save(run_dir)
     tracking.start(p.accelerator, cfg.dump(), run_dir)
     _announce(s, p)
     if p.cache:  # encoded here, inside the timed part: this is what training the head costs
@@ -229,7 +229,8 @@ def _prepare(s: Setup, run_dir: Path, resume: bool) -> _Parts:
 
 def _announce(s: Setup, p: _Parts) -> None:
     cfg, tc = s.cfg, s.cfg.train
-    status(f"training {cfg.method.name} + {cfg.prompt.resolved_head} head: {p.trainable:,} trainable parameters, "
+    what = cfg.method.name + (f" + {cfg.prompt.resolved_head} head" if cfg.task == "classification" else "")
+    status(f"training {what}: {p.trainable:,} trainable parameters, "
            f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {p.lr:g}")
     log.info("trainable parameters: %d; lr %g; steps %d", p.trainable, p.lr, p.steps)
     log.info("%s", distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
@@ -290,13 +291,14 @@ def _write_results(s: Setup, p: _Parts, run_dir: Path, metrics: Metrics, step: i
         runs.write_json_atomic(run_dir / runs.METRICS, metrics.to_dict())
     tracking.log(p.accelerator, {f"test/{k}": v for k, v in metrics.scalars().items()}, step)
     tracking.finish(p.accelerator)
-    info = runs.RunInfo("complete", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name,
+    info = runs.RunInfo("complete", s.labels, cfg.method.name, cfg.head, cfg.model.name,
                         best_epoch, round(seconds, 3), p.trainable)
     if p.main:
         plots.write_run_plots(run_dir, metrics.to_dict(), best_epoch)
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
-        status(f"saved {plots.CURVES}, {plots.CONFUSION} and the model card {model_card.README} in {run_dir}")
+        figures = " and ".join(f for f in (plots.CURVES, plots.CONFUSION) if (run_dir / f).exists())
+        status(f"saved {figures} and the model card {model_card.README} in {run_dir}")
 
 
 def _fused_adamw(params) -> bool:
@@ -311,7 +313,8 @@ def _fused_adamw(params) -> bool:
 
 
 def _better(val: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
-    # Ties go to the later epoch only on loss; on accuracy the earlier (less overfit) model stays.
+    # Only a strict improvement counts, on every metric: a tie keeps the earlier (less trained, less overfit)
+    # model and counts toward early-stopping patience.
     return val[metric] < best[metric] if metric == "loss" else val[metric] > best[metric]
 
 
