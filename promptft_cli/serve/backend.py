@@ -163,8 +163,9 @@ def generator_backend(predictor, run_dir: Path, quantized: bool = False) -> Gene
         results = []
         for generated in outputs:
             text = generated.texts[0]
-            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-            # Fewer tokens than allowed: the model ended (EOS) or a stop string cut it.
+            # Counted by re-tokenizing the text (the generator returns texts): decoding and encoding again can
+            # merge or split a token, so this is capped at the limit; fewer tokens: EOS or a stop string ended it.
+            n = min(len(tokenizer(text, add_special_tokens=False)["input_ids"]), decoding.max_new_tokens)
             results.append({"generation": text, "completion_tokens": n,
                             "finish_reason": "length" if n >= decoding.max_new_tokens else "stop"})
         return results
