@@ -60,8 +60,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, cmd: list[str], port: int) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    def __init__(self, cmd: list[str], port: int, threads: str | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO),
+               "OMP_NUM_THREADS": threads or os.environ.get("OMP_NUM_THREADS", "2")}
         self.url, self.proc = f"http://127.0.0.1:{port}", subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                                                             stderr=subprocess.DEVNULL)
 
@@ -89,7 +90,7 @@ def ours(run_dir: str, args, quantize: str | None = None) -> Server:
     cmd = [sys.executable, "-m", "promptft_cli", "serve", run_dir, "--port", str(port), "--max-batch",
            str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--on-long-input", "truncate",
            *(["--quantize", quantize] if quantize else [])]
-    return Server(cmd, port)
+    return Server(cmd, port, args.ours_threads)
 
 
 def naive(run_dir: str) -> Server:
@@ -172,12 +173,14 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=256, help="Requests per concurrency level.")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--ours-threads", help="OMP_NUM_THREADS for promptft serve only (default: the same as naive).")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with SAMPLE.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     texts, levels = [r["text"] for r in rows], [int(c) for c in args.clients.split(",")]
 
-    results: dict = {"run_dir": args.run_dir, "total_per_level": args.total, "max_batch": args.max_batch,
+    results: dict = {"run_dir": args.run_dir, "ours_threads": args.ours_threads or os.environ.get("OMP_NUM_THREADS"), "total_per_level": args.total, "max_batch": args.max_batch,
                      "max_wait_ms": args.max_wait_ms, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "load_average_at_start": os.getloadavg()[0]}}
@@ -219,15 +222,15 @@ def main() -> None:
     }
     s = results["summary"]
     s["met"] = s["throughput_vs_naive"] >= TARGET_THROUGHPUT and s["p99_vs_naive"] < TARGET_P99
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'server':<36}{'clients':>8}{'req/s':>9}{'req/cpu-s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name in ("naive", "promptft_serve", "promptft_serve_int8", "promptft_serve_float32_beside_int8"):
         for r in results[name]:
             print(f"{name:<36}{r['clients']:>8}{r['throughput_rps']:>9}{r['requests_per_cpu_second']:>10}{r['p50_ms']:>9}{r['p95_ms']:>9}"
                   f"{r['p99_ms']:>9}{r['errors']:>8}")
     print(json.dumps(s, indent=2))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
