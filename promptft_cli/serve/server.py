@@ -1,7 +1,8 @@
-"""`promptft serve`: check the run and the flags, then run uvicorn with SIGTERM draining.
+"""`promptft serve`: check the run and the flags, then run uvicorn (app.py drains on SIGTERM).
 
-Imported only by the serve command (uvicorn is the optional `serve` extra). The run is checked here, before the port opens (a wrong path or flag is one line and exit 2); the model
-itself loads in the background once the server listens, so GET /health answers 503 until it is ready.
+Imported only by the serve command (uvicorn is the optional `serve` extra). The run is checked here,
+before the port opens (a wrong path or flag is one line and exit 2); the model itself loads in the
+background once the server listens, so GET /health answers 503 until it is ready.
 """
 
 from __future__ import annotations
