@@ -2,12 +2,18 @@
 
     python benchmarks/speed.py --quick        # a few minutes: small subsets, 1 epoch, 1 repetition
     python benchmarks/speed.py                # the numbers BENCHMARKS.md quotes
+    python benchmarks/speed.py --case encoding  # tokenization alone: per row (as before) against batched
 
-Both tools train the embedded MiniLM on the same files (a seeded train/validation subset of
+Case `train` (the default): both tools train the embedded MiniLM on the same files (a seeded train/validation subset of
 ../shared/data/<set>/train.csv and the set's test.csv), with the same method, epochs, batch size,
 learning rate, max_length and seed, and each run happens in a fresh process of one process pool,
 one run at a time. The two tools alternate (A B, then B A on the next repetition) so that machine
 noise and warm caches fall on both alike; the table shows medians and promptft/reference ratios.
+
+Case `encoding`: promptft's own encoding of 10,000 rows of <set>/train.csv with the embedded MiniLM's
+tokenizer, row by row through the single-row `encode` (what `encode_rows` did before it was batched)
+and batched through `encode_rows`, alternating in one process; then zero-shot predict throughput on
+2,000 rows with either encoding in front of the same model (results: speed_encoding.json).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "speed.json"
+ENCODING_RESULTS = REPO / "benchmarks" / "results" / "speed_encoding.json"
 METHODS = ("head", "prompt_tuning", "lora", "full")
 LR = {"head": 1e-2, "prompt_tuning": 3e-2, "lora": 1e-3, "full": 3e-5}  # promptft's per-method defaults
 # The issue's targets, as promptft/reference ratios (memory: at most the reference).
@@ -40,10 +47,15 @@ LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "value"
 
 FULL = {"train_size": 1000, "val_size": 200, "test_size": 500, "epochs": 2, "head_epochs": 10, "reps": 3}
 QUICK = {"train_size": 128, "val_size": 32, "test_size": 128, "epochs": 1, "head_epochs": 1, "reps": 1}
+ENCODING = {"rows": 10_000, "predict_rows": 2_000, "reps": 3, "predict_reps": 1}
+# The default template, and a PET-style one whose text pieces the per-row path re-tokenizes for every row.
+ENCODING_TEMPLATES = ("{text}", "Review: {text} It was {mask}.")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.case == "encoding":
+        return encoding_main(args)
     plan = dict(QUICK if args.quick else FULL)
     plan.update({k: v for k, v in vars(args).items() if k in plan and v is not None})
     work = Path(tempfile.mkdtemp(prefix="promptft-speed-"))
@@ -74,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--case", choices=("train", "encoding"), default="train",
+                   help="train: promptft against the reference; encoding: tokenization per row against batched")
     p.add_argument("--quick", action="store_true", help="small subsets, 1 epoch, 1 repetition (< 5 min on 2 cores)")
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data", help="folder of <set>/{train,test}.csv")
     p.add_argument("--datasets", type=lambda s: s.split(","), default=["sst2", "trec"])
@@ -87,7 +101,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, help=f"results file (default {RESULTS.relative_to(REPO)})")
+    p.add_argument("--rows", type=int, default=ENCODING["rows"], help="encoding case: rows encoded per repetition")
+    p.add_argument("--predict-rows", dest="predict_rows", type=int, default=ENCODING["predict_rows"],
+                   help="encoding case: rows predicted per repetition")
+    p.add_argument("--predict-reps", dest="predict_reps", type=int, default=ENCODING["predict_reps"],
+                   help="encoding case: repetitions of the predict measurement (the model's forward dominates it)")
+    p.add_argument("--out", type=Path, help=f"results file (default {RESULTS.relative_to(REPO)}, "
+                                            f"{ENCODING_RESULTS.relative_to(REPO)} for --case encoding)")
     args = p.parse_args(argv)
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
@@ -222,6 +242,123 @@ def run_promptft(spec: dict) -> dict:
         "wall_seconds": round(time.perf_counter() - started, 3),
         "checkpoint_kb": round(sum(p.stat().st_size for p in (result.run_dir / "checkpoint").rglob("*") if p.is_file()) / 1024, 1),
     }
+
+
+def encoding_main(args: argparse.Namespace) -> int:
+    """Rows/s of encoding per row and batched (medians, alternating order), then predict rows/s with each."""
+    _quiet_libraries()
+    from promptft_cli.config import validate_config
+    from promptft_cli.modeling.loading import load_tokenizer
+    from promptft_cli.progress import set_quiet
+    from promptft_cli.prompting.encoding import encode_rows
+    from promptft_cli.prompting.templates import parse_template
+
+    set_quiet(True)
+    reps, dataset = args.reps or ENCODING["reps"], args.datasets[0]
+    rows = read_rows(args.data_dir / dataset / "train.csv")
+    random.Random(args.seed).shuffle(rows)
+    rows = [{"text": r["text"]} for r in rows[: args.rows]]
+    cfg = validate_config(zero_shot_config(args.max_length))
+    tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+    cases = []
+    for source in ENCODING_TEMPLATES:
+        template = parse_template(source)
+        paths = {"per_row": lambda: per_row_split(rows, template, tokenizer, args.max_length),
+                 "batched": lambda: encode_rows(rows, template, tokenizer, args.max_length)}
+        timings, splits = alternate(paths, reps)
+        if splits["per_row"] != splits["batched"]:
+            raise SystemExit(f"the two paths encode {source!r} differently")
+        cases.append(rates(f"encode {len(rows):,} rows, template {source!r}", len(rows), timings))
+    cases.append(predict_case(cfg, rows[: args.predict_rows], args.predict_reps))
+    payload = {"plan": {"case": "encoding", "dataset": dataset, "rows": len(rows), "predict_rows": args.predict_rows,
+                        "reps": reps, "predict_reps": args.predict_reps, "max_length": args.max_length, "seed": args.seed, "model": "default"},
+               "machine": machine(), "cases": cases, "last_train_case_predict": last_predict_figures()}
+    out = args.out or ENCODING_RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out.with_suffix(".md").write_text(encoding_markdown(payload))
+    print(encoding_markdown(payload))
+    print(f"raw timings and medians: {out}; markdown table: {out.with_suffix('.md')}")
+    return 0
+
+
+def zero_shot_config(max_length: int) -> dict:
+    """The SST-2 recipe's zero-shot scorer (MiniLM, label phrases; see sst2_recipe.py), nothing trained."""
+    words = {"negative": ["a terrible movie", "a bad film"], "positive": ["a great movie", "a good film"]}
+    return {"model": {"name": "default", "max_length": max_length}, "data": {"train": "unused.csv"},
+            "prompt": {"template": "{text}", "verbalizer": words, "head": "verbalizer"}}
+
+
+def per_row_split(rows, template, tokenizer, max_length: int):
+    """Encoding as `encode_rows` did before it was batched: the single-row `encode`, one row after the other."""
+    from promptft_cli.prompting.encoding import EncodedSplit, encode
+
+    encoded = [encode(template, row, tokenizer, max_length) for row in rows]
+    return EncodedSplit([e.input_ids for e in encoded], [e.mask_position for e in encoded],
+                        [e.soft_positions for e in encoded], None, sum(e.truncated for e in encoded))
+
+
+def predict_case(cfg, rows: list[dict], reps: int) -> dict:
+    """Zero-shot predict rows/s, raw text to probabilities with the model loaded, behind either encoding."""
+    from promptft_cli.inference.predict import Predictor
+
+    predictor = Predictor.from_config(cfg)
+    predictor.proba(rows[:16])  # one-off costs of a fresh model's first forward belong to loading (see run_promptft)
+    paths = {"per_row": lambda: predictor.infer(per_row_split(rows, predictor.template, predictor.tokenizer, cfg.model.max_length)),
+             "batched": lambda: predictor.proba(rows)}
+    timings, probs = alternate(paths, reps)
+    if not (probs["per_row"] == probs["batched"]).all():
+        raise SystemExit("predict gives different probabilities behind the two encodings")
+    return rates(f"predict {len(rows):,} rows (zero-shot, encoding included)", len(rows), timings)
+
+
+def alternate(paths: dict, reps: int) -> tuple[dict[str, dict[str, list[float]]], dict]:
+    """Wall and CPU seconds of each path per repetition, the order flipping each time (as the train case does)."""
+    timings: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in paths}
+    results = {}
+    for rep in range(reps):
+        for name in (list(paths) if rep % 2 == 0 else list(paths)[::-1]):
+            tick, cpu = time.perf_counter(), time.process_time()
+            results[name] = paths[name]()
+            timings[name]["wall"].append(time.perf_counter() - tick)
+            timings[name]["cpu"].append(time.process_time() - cpu)
+            print(f"rep {rep + 1}/{reps} {name}: {timings[name]['wall'][-1]:.2f} s ({timings[name]['cpu'][-1]:.2f} s CPU)",
+                  file=sys.stderr, flush=True)
+    return timings, results
+
+
+def rates(case: str, n: int, timings: dict[str, dict[str, list[float]]]) -> dict:
+    """Rows per wall second, and per CPU second of this process (all its threads), which a busy machine disturbs less."""
+    out: dict = {"case": case, "rows": n}
+    for clock, suffix in (("wall", "rows_per_s"), ("cpu", "rows_per_cpu_s")):
+        per_row, batched = (round(n / statistics.median(timings[k][clock]), 1) for k in ("per_row", "batched"))
+        out.update({f"per_row_{suffix}": per_row, f"batched_{suffix}": batched, f"ratio_{clock}": round(batched / per_row, 2)})
+    out["seconds"] = {k: {c: [round(t, 3) for t in v] for c, v in clocks.items()} for k, clocks in timings.items()}
+    return out
+
+
+def last_predict_figures() -> dict:
+    """promptft's predict rows/s in the last train-case results (speed.json), for comparison."""
+    if not RESULTS.exists():
+        return {}
+    last = json.loads(RESULTS.read_text())
+    return {"date": last["machine"]["date"], "test_size": last["plan"]["test_size"],
+            "predict_examples_per_s": {f"{r['dataset']} {r['method']}": r["promptft"]["predict_examples_per_s"]
+                                       for r in last["summary"]}}
+
+
+def encoding_markdown(payload: dict) -> str:
+    plan, m = payload["plan"], payload["machine"]
+    lines = [f"Medians of {plan['reps']} alternating repetitions (predict: {plan['predict_reps']}); "
+             f"{plan['dataset']} train.csv rows (seed {plan['seed']}); "
+             f"max_length {plan['max_length']}; embedded MiniLM; {m['nproc']} cores ({m['cpu']}), "
+             f"{m['torch_threads']} torch threads; {m['date']}.", "",
+             "| case | per row (before) rows/s | batched (after) rows/s | ratio | per row / batched rows per CPU-s | CPU ratio |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {c['case']} | {c['per_row_rows_per_s']:,.1f} | {c['batched_rows_per_s']:,.1f} | {c['ratio_wall']:.2f}× | "
+              f"{c['per_row_rows_per_cpu_s']:,.1f} / {c['batched_rows_per_cpu_s']:,.1f} | {c['ratio_cpu']:.2f}× |"
+              for c in payload["cases"]]
+    return "\n".join(lines) + "\n"
 
 
 def summarise(runs: list[dict]) -> list[dict]:

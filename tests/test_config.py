@@ -268,3 +268,23 @@ def test_yaml_boolean_label_word_gets_a_quoting_hint(tmp_path):
 def test_every_shipped_config_is_valid(path):
     cfg = load_config(path)
     assert cfg.output_dir.startswith("../runs/")
+
+
+# --- the task registry decides `task` and the early-stopping metrics ---
+
+
+def test_task_and_stopping_metric_come_from_the_task_registry(tmp_path, monkeypatch):
+    from promptft_cli.tasks import base
+
+    err = error_of(write(tmp_path, "task: generation\n" + MINIMAL))
+    assert err.field == "task" and "choose one of: classification" in err.message
+    assert load_config(write(tmp_path, MINIMAL)).train.early_stopping.metric == "accuracy"  # the task's first
+    err = error_of(write(tmp_path, MINIMAL + "train:\n  early_stopping:\n    metric: chrf\n"))
+    assert err.field == "train.early_stopping.metric" and "accuracy, macro_f1, loss" in err.message
+    # One registry line makes a task (and its metrics) valid, with its own default metric.
+    monkeypatch.setitem(base.TASKS, "generation", base.TaskSpec(("chrf", "loss"), "nowhere:Generation"))
+    cfg = load_config(write(tmp_path, "task: generation\n" + MINIMAL))
+    assert cfg.task == "generation" and cfg.train.early_stopping.metric == "chrf"
+    assert load_config(write(tmp_path, "task: generation\n" + MINIMAL), ["train.early_stopping.metric=loss"])
+    err = error_of(write(tmp_path, "task: generation\n" + MINIMAL + "train:\n  early_stopping:\n    metric: accuracy\n"))
+    assert err.field == "train.early_stopping.metric" and "chrf, loss" in err.message

@@ -12,8 +12,8 @@ from promptft_cli.prompting.demonstrations import (
     demonstration_template,
     label_words,
 )
-from promptft_cli.prompting.encoding import encode_rows
-from promptft_cli.prompting.templates import encode, parse_template
+from promptft_cli.prompting.encoding import encode, encode_rows
+from promptft_cli.prompting.templates import parse_template
 
 POOL = [
     {"text": "great movie", "label": "positive"},

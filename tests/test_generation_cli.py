@@ -89,6 +89,17 @@ def test_cli_train_then_zero_shot_evaluate_of_a_config(monkeypatch, capsys, tmp_
     code, out, err = run_main(monkeypatch, capsys, "train", config, "--json", "--overwrite")
     assert code == 0, err
     assert "chrf" in json.loads(out) and runs.RunInfo.load(tmp_path / "run").status == "complete"
+    assert "pipeline_tag: text2text-generation" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_few_shot_protocol_samples_k_examples_per_seed(monkeypatch, capsys, tmp_path, tiny_generators):
+    config = project(tmp_path, tiny_generators["gpt2"], data={"few_shot": {"k": 5, "seeds": [1, 2]}}, train={"epochs": 1})
+    code, out, err = run_main(monkeypatch, capsys, "train", config, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert len(summary["chrf"]["per_seed"]) == 2 and "bleu" in summary
+    train_rows = (tmp_path / "run" / "seed-1" / runs.DATA / "train.jsonl").read_text().splitlines()
+    assert len(train_rows) == 5
 
 
 BAD = [

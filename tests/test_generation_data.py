@@ -9,6 +9,7 @@ from promptft_cli.config import validate_config
 from promptft_cli.data.generation import load_generation_splits
 from promptft_cli.data.prepare import prepare
 from promptft_cli.errors import PromptftError
+from promptft_cli.modeling.loading import load_tokenizer
 
 
 def config(tmp_path, model, **data):
@@ -30,7 +31,8 @@ def test_empty_targets_are_dropped_and_counted(tmp_path, tiny_generators):
     rows = toy_translation_rows(20)
     rows[3]["target"] = rows[7]["target"] = " "
     write_csv(tmp_path / "train.csv", rows)
-    data = prepare(config(tmp_path, tiny_generators["gpt2"]))
+    cfg = config(tmp_path, tiny_generators["gpt2"])
+    data = prepare(cfg, load_tokenizer(cfg.model, cfg.base_dir))
     assert data.report["dropped"]["train"]["empty_target"] == 2
     assert data.report["dropped"]["train"]["empty_target_lines"] == [5, 9]  # header is line 1
     assert sum(len(data[s].rows) for s in ("train", "validation", "test")) == 18
@@ -38,7 +40,8 @@ def test_empty_targets_are_dropped_and_counted(tmp_path, tiny_generators):
 
 def test_prepare_reports_target_lengths_and_the_share_truncated(tmp_path, tiny_generators):
     write_csv(tmp_path / "train.csv", toy_translation_rows(20))
-    report = prepare(config(tmp_path, tiny_generators["gpt2"])).report
+    cfg = config(tmp_path, tiny_generators["gpt2"])
+    report = prepare(cfg, load_tokenizer(cfg.model, cfg.base_dir)).report
     targets = report["splits"]["train"]["target_tokens"]
     assert report["max_target_length"] == 4
     assert targets["max"] > 4 and 0 < targets["truncated_share"] <= 1  # " die katze" + end is over 4 tokens

@@ -62,6 +62,15 @@ def test_causal_loss_equals_mean_target_token_nll(tiny_generators):
     torch.testing.assert_close(generator(**batch), expected)
 
 
+def test_example_losses_match_one_example_at_a_time(tiny_generators):
+    _, tokenizer, generator, encoded = make(tiny_generators["gpt2"], method="prompt_tuning")
+    batch = collate_train(encoded, [0, 1, 2], tokenizer.pad_token_id, "causal")
+    with torch.no_grad():
+        together = generator.example_losses(**batch)
+        alone = [generator(**collate_train(encoded, [i], tokenizer.pad_token_id, "causal")) for i in (0, 1, 2)]
+    torch.testing.assert_close(together, torch.stack(alone))
+
+
 def test_seq2seq_labels_are_the_target_and_end_token(tiny_generators):
     _, tokenizer, _, encoded = make(tiny_generators["t5"])
     batch = collate_train(encoded, [0, 2], tokenizer.pad_token_id, "seq2seq")
@@ -149,6 +158,13 @@ def test_soft_template_vectors_train_and_generate(tiny_generators):
     assert encoded.soft_positions[0] == [0, 1]
     _perturb(generator)
     assert greedy(generator, tokenizer, encoded, cfg, batch_size=1) == greedy(generator, tokenizer, encoded, cfg)
+
+
+def test_stop_strings_cut_the_output():
+    from promptft_cli.modeling.decoding import cut_at_stop
+
+    assert cut_at_stop("die katze\nEnglish: the dog", ["\n", "English:"]) == "die katze"
+    assert cut_at_stop("die katze", ["###"]) == "die katze"
 
 
 def test_bitfit_on_a_model_without_biases_is_a_config_error(tiny_generators):

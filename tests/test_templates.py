@@ -7,13 +7,13 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from promptft_cli.errors import PromptftError
+from promptft_cli.prompting.encoding import encode
 from promptft_cli.prompting.templates import (
     Column,
     Mask,
     Soft,
     Text,
     build_verbalizer,
-    encode,
     fill_text,
     parse_template,
     render_demonstration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptft_cli import runs
 from promptft_cli.config import Config
@@ -19,7 +19,11 @@ from promptft_cli.data.reading import (
     load_splits,
 )
 from promptft_cli.progress import track
-from promptft_cli.prompting.templates import Template, encode, template_for
+from promptft_cli.prompting.encoding import TemplateEncoder
+from promptft_cli.prompting.templates import Template, template_for
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def data_fingerprint(cfg: Config) -> str:
@@ -29,8 +33,9 @@ def data_fingerprint(cfg: Config) -> str:
     return fingerprint(cfg.data, cfg.path, cfg.train.seed, extra=extra)
 
 
-def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData:
-    """Read, clean, split, sample and measure; reuse the prepared files when inputs are unchanged."""
+def prepare(cfg: Config, tokenizer: "PreTrainedTokenizerBase", *, force: bool = False) -> PreparedData:
+    """Read, clean, split, sample and measure (token lengths with `tokenizer`); reuse the prepared files when
+    inputs are unchanged."""
     run_dir = cfg.run_dir
     digest = data_fingerprint(cfg)
     if not force:
@@ -44,12 +49,13 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
         data = load_generation_splits(cfg.data, cfg.path, cfg.train.seed)
     else:
         data = load_splits(cfg.data, cfg.path, cfg.train.seed)
-    if tokenizer is None:
-        from promptft_cli.modeling.loading import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-    report = _generation_report(cfg, data, template, tokenizer) if cfg.task == "generation" else \
-        _report(data, template, tokenizer, cfg.model.max_length)
+    if cfg.task == "generation":
+        report = _generation_report(cfg, data, template, tokenizer)
+    else:
+        encoder = TemplateEncoder(template, tokenizer)
+        for split in data.splits.values():
+            split.tokens = encoder.tokenize(track(split.rows, f"tokenizing {split.name}"))  # training reuses them
+        report = _report(data, encoder, cfg.model.max_length)
     data.report.update(report, fingerprint=digest)
     (run_dir / runs.DATA / f"{UNLABELED}.jsonl").unlink(missing_ok=True)
     for name in data.splits:
@@ -58,16 +64,16 @@ def prepare(cfg: Config, tokenizer=None, *, force: bool = False) -> PreparedData
     return data
 
 
-def _report(data: PreparedData, template: Template, tokenizer, max_length: int) -> dict[str, Any]:
+def _report(data: PreparedData, encoder: TemplateEncoder, max_length: int) -> dict[str, Any]:
     splits = {}
     for name in data.splits:
-        rows = data[name].rows
-        # Measure untruncated lengths so the report shows how much truncation at max_length cuts.
-        lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in track(rows, f"tokenizing {name}")]
+        split = data[name]
+        # Untruncated lengths, so the report shows how much truncation at max_length cuts.
+        lengths = [encoder.length(columns) for columns in split.tokens]
         over = sum(n > max_length for n in lengths)
-        splits[name] = {"rows": len(rows), "labels": dict(sorted(Counter(r["label"] for r in rows if "label" in r).items())),
-                        "tokens": length_stats(lengths, over), "source": data[name].source}
-    return {"labels": data.labels, "columns": data.columns, "template": template.source,
+        splits[name] = {"rows": len(split.rows), "labels": dict(sorted(Counter(r["label"] for r in split.rows if "label" in r).items())),
+                        "tokens": length_stats(lengths, over), "source": split.source}
+    return {"labels": data.labels, "columns": data.columns, "template": encoder.template.source,
             "max_length": max_length, "splits": splits}
 
 
@@ -77,13 +83,14 @@ def _generation_report(cfg: Config, data: PreparedData, template: Template, toke
     from promptft_cli.prompting.generation import TARGET, check_template, target_length, target_prefix
 
     check_template(template)
+    encoder = TemplateEncoder(template, tokenizer)
     kind = generator_kind(cfg.model, cfg.base_dir)
     prefix = target_prefix(template, kind, cfg.prompt.chat)
     limit, target_limit = cfg.model.max_length, cfg.model.max_target_length
     splits = {}
     for name in data.splits:
         rows = data[name].rows
-        lengths = [len(encode(template, r, tokenizer, 100_000).input_ids) for r in track(rows, f"tokenizing {name}")]
+        lengths = [encoder.length(columns) for columns in encoder.tokenize(track(rows, f"tokenizing {name}"))]
         targets = [target_length(r[TARGET], tokenizer, prefix) for r in rows]
         splits[name] = {"rows": len(rows), "tokens": length_stats(lengths, sum(n > limit for n in lengths)),
                         "target_tokens": length_stats(targets, sum(n > target_limit for n in targets)),

@@ -42,6 +42,9 @@ class Split:
     """Source line of each row while rows are still in file order (for error messages)."""
     notes: dict[str, Any] = field(default_factory=dict)
     """What reading noticed but kept (numeric texts, cut texts), with line numbers, for the data report."""
+    tokens: list[list[list[int]]] | None = None
+    """Untruncated column ids of each row (`TemplateEncoder.tokenize`), when `prepare` has just computed them;
+    training cuts these to max_length instead of tokenizing the split a second time."""
 
     @property
     def labels(self) -> list[str]:

@@ -61,7 +61,7 @@ def evaluate_target(target: Path, data: Path | None = None, overrides: list[str]
     """
     from promptft_cli.inference.predict import Predictor
 
-    run_dir = _run_dir_of(target, overrides)
+    run_dir = run_dir_of(target, overrides)
     predictor = Predictor.for_target(target, checkpoint, overrides)
     if predictor.zero_shot:
         return _evaluate_zero_shot(predictor, data, batch_size), run_dir
@@ -89,7 +89,10 @@ def _evaluate_zero_shot(predictor: "Predictor", data: Path | None, batch_size: i
     return replace(evaluate(predictor, rows, batch_size), zero_shot=True)
 
 
-def _run_dir_of(target: Path, overrides: list[str] | None) -> Path:
+def run_dir_of(target: Path, overrides: list[str] | None = None) -> Path:
+    """The run directory `target` names: itself, or the output_dir of a config file."""
+    if not target.exists():
+        raise PromptftError("no run directory or config file here", file=target)
     if target.is_dir():
         return target
     from promptft_cli.config import load_config

@@ -68,9 +68,10 @@ class Predictor:
         `quantize="int8"`: Linear layers dynamically quantized for CPU inference (see quantize.py).
         """
         from promptft_cli.inference.quantize import check_quantize, quantize_int8
+        from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
-        from promptft_cli.prompting.demonstrations import from_run
+        from promptft_cli.prompting.demonstrations import run_training_rows
         from promptft_cli.prompting.templates import template_for
         from promptft_cli.training.checkpoints import weights_for
 
@@ -87,10 +88,13 @@ class Predictor:
             model.to(inference_device())
         if quantize:
             model = quantize_int8(model)
+        rows = run_training_rows(run_dir) if cfg.prompt.demonstrations is not None else None
         if cfg.task == "generation":
-            return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstration_rows=_train_rows(cfg, run_dir))
-        return cls(cfg, labels, tokenizer, template_for(cfg), model,
-                   demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+            return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstration_rows=rows)
+        demos = None
+        if cfg.prompt.demonstrations is not None:  # drawn from the training split the run saved, as in training
+            demos = demonstrations_for(cfg, rows, labels, tokenizer)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos)
 
     @classmethod
     def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -99,10 +103,8 @@ class Predictor:
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
         from promptft_cli.data.prepare import prepare
+        from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
-        from promptft_cli.prompting.demonstrations import (
-            from_config as demonstrations_from,
-        )
         from promptft_cli.prompting.templates import template_for
 
         if cfg.task == "generation":
@@ -117,7 +119,7 @@ class Predictor:
             model.to(inference_device())
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
-            demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
+            demos = demonstrations_for(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
         return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
 
     @classmethod
@@ -140,6 +142,8 @@ class Predictor:
     def for_target(cls, target: Path, checkpoint: Path | None = None,
                    overrides: list[str] | None = None, quantize: str | None = None) -> "Predictor":
         """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
+        if not target.exists():
+            raise PromptftError("no run directory or config file here", file=target)
         if target.is_dir():
             return cls.from_run(target, checkpoint, overrides, quantize)
         cfg = load_config(target, overrides)
@@ -172,16 +176,6 @@ class Predictor:
             cfg = self.cfg.model_copy(update={"model": self.cfg.model.model_copy(update={"max_length": max_length})})
             self._cut = (max_length, replace(self, cfg=cfg).encode)  # the task's own encoder, cutting shorter
         return self._cut[1]
-
-
-def _train_rows(cfg: Config, run_dir: Path) -> list[dict[str, str]] | None:
-    """The run's training split, where generation demonstrations come from (as in training)."""
-    if cfg.prompt.demonstrations is None:
-        return None
-    path = run_dir / runs.DATA / "train.jsonl"
-    if not path.is_file():
-        raise PromptftError("the run's training split, where its demonstrations come from, is missing", file=path)
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers

@@ -78,6 +78,13 @@ class TextGenerator(nn.Module):
         logits, labels = self.label_logits(input_ids, attention_mask, labels, soft_positions)
         return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
 
+    def example_losses(self, input_ids, attention_mask, labels, soft_positions=None, **_):
+        """Each example's mean cross-entropy over its own target tokens."""
+        logits, labels = self.label_logits(input_ids, attention_mask, labels, soft_positions)
+        tokens = nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        counted = (labels != -100).sum(dim=1).clamp(min=1)
+        return tokens.sum(dim=1) / counted
+
     def label_logits(self, input_ids, attention_mask, labels, soft_positions=None):
         """(logits, labels) aligned so that logits[b, i] predicts labels[b, i] (teacher forcing)."""
         inputs = self._inputs(input_ids, soft_positions)

@@ -24,83 +24,50 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.prompting.templates import (
-    Mask,
-    Soft,
-    Template,
-    Text,
-    _special_tokens_around,
-    encode,
-    render_demonstration,
+from promptft_cli.prompting.encoding import (
+    ColumnIds,
+    EncodedSplit,
+    TemplateEncoder,
+    encode_rows,
+    fit_lengths,
+    special_tokens_around,
 )
+from promptft_cli.prompting.templates import Mask, Soft, Template, Text, render_demonstration
 
 if TYPE_CHECKING:
     import numpy as np
 
     from promptft_cli.config import Config
-    from promptft_cli.prompting.encoding import EncodedSplit
 
 Embedder = Callable[[list[str]], "np.ndarray"]
 _UNLIMITED = 1_000_000
 
 
-def from_config(cfg: "Config", train_rows: Sequence[Mapping[str, str]], labels: Sequence[str], tokenizer) -> "Demonstrations | None":
-    """The configured demonstrations drawn from `train_rows`, or None when `prompt.demonstrations` is not set."""
+def from_config(cfg: "Config", train_rows: Sequence[Mapping[str, str]], labels: Sequence[str], *,
+                causal: bool, embed: Embedder | None) -> "Demonstrations | None":
+    """The configured demonstrations drawn from `train_rows`, or None when `prompt.demonstrations` is not set.
+
+    `causal`: the model reads them before the input; `embed` (texts -> unit vectors) is what `select: similar`
+    compares by. The modeling layer supplies both (see modeling/embedding.py): this module loads no model.
+    """
     settings = cfg.prompt.demonstrations
     if settings is None:
         return None
-    from promptft_cli.modeling.loading import model_kind
-
-    before = model_kind(cfg.model, "verbalizer", cfg.base_dir) == "causal"
-    embed = backbone_embedder(cfg, tokenizer) if settings.select == "similar" else None
+    if settings.select == "similar" and embed is None:
+        raise PromptftError("demonstrations select 'similar' needs an embedder", field="prompt.demonstrations.select")
     return Demonstrations([dict(r) for r in train_rows], list(labels), cfg.data.columns, label_words(cfg, labels),
-                          settings.per_class, settings.select, cfg.train.seed, before, embed)
+                          settings.per_class, settings.select, cfg.train.seed, causal,
+                          embed if settings.select == "similar" else None)
 
 
-def from_run(cfg: "Config", run_dir: Path, labels: Sequence[str], tokenizer) -> "Demonstrations | None":
-    """The demonstrations of a trained run: drawn from the training split it saved, as in training."""
-    if cfg.prompt.demonstrations is None:
-        return None
+def run_training_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The training split a run saved, where its demonstrations come from (drawn again as in training)."""
     from promptft_cli import runs
 
     path = run_dir / runs.DATA / "train.jsonl"
     if not path.is_file():
         raise PromptftError("the run's training split, where its demonstrations come from, is missing", file=path)
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return from_config(cfg, rows, labels, tokenizer)
-
-
-def backbone_embedder(cfg: "Config", tokenizer) -> Embedder:
-    """Texts → unit vectors from the pretrained backbone's pooled states (mean pooling unless the model says otherwise)."""
-    import numpy as np
-    import torch
-
-    from promptft_cli.modeling.heads import pool
-    from promptft_cli.modeling.loading import (
-        load_backbone,
-        pooling_mode,
-        resolve_model_path,
-    )
-
-    model = load_backbone(cfg.model, "encoder", cfg.base_dir).eval()
-    mode = pooling_mode(cfg.model, resolve_model_path(cfg.model.name, cfg.base_dir), is_decoder=False)
-    device = next(model.parameters()).device
-    if device.type == "cpu" and torch.cuda.is_available() and not cfg.model.device_map:
-        model, device = model.to("cuda"), torch.device("cuda")
-    size = cfg.train.eval_batch_size
-
-    def embed(texts: list[str]) -> np.ndarray:
-        vectors = [np.zeros((0, model.config.hidden_size), dtype=np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(texts), size):
-                batch = tokenizer(texts[start: start + size], padding=True, truncation=True,
-                                  max_length=cfg.model.max_length, return_tensors="pt")
-                mask = batch["attention_mask"].to(device)
-                hidden = model(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
-                vectors.append(torch.nn.functional.normalize(pool(hidden.float(), mask, mode), dim=-1).cpu().numpy())
-        return np.concatenate(vectors)
-
-    return embed
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def label_words(cfg: "Config", labels: Sequence[str]) -> dict[str, str]:
@@ -152,7 +119,8 @@ class Demonstrations:
     embed: Embedder | None = None
     """Texts → L2-normalised vectors; needed by `similar`."""
     _pool_vectors: Any = field(default=None, repr=False)
-    _bodies: dict[Template, dict[int, list[int]]] = field(default_factory=dict, repr=False)
+    _columns: dict[Template, dict[int, ColumnIds]] = field(default_factory=dict, repr=False)
+    """Per input template, the column ids of each pool row used so far (a row is tokenized once)."""
 
     def __post_init__(self) -> None:
         self._keys = [self.key(r) for r in self.pool]
@@ -208,14 +176,15 @@ class Demonstrations:
         return " ".join(row[c] for c in self.columns)
 
     def encode_rows(self, rows: Sequence[Mapping[str, str]], template: Template, tokenizer, max_length: int,
-                    label_index: Mapping[str, int] | None = None) -> "EncodedSplit":
-        """Like `batching.encode_rows`, with each row's demonstrations in the room the input leaves."""
-        from promptft_cli.prompting.encoding import EncodedSplit, encode_rows
-
-        plain = encode_rows(rows, template, tokenizer, max_length, label_index)
+                    label_index: Mapping[str, int] | None = None, *,
+                    tokens: Sequence[ColumnIds] | None = None) -> EncodedSplit:
+        """Like `encoding.encode_rows`, with each row's demonstrations in the room the input leaves."""
+        plain = encode_rows(rows, template, tokenizer, max_length, label_index, tokens=tokens)
         enc = _Encoder(template, tokenizer, self)
+        chosen = self.choose(rows)
+        enc.tokenize([j for picks in chosen for j in picks])
         input_ids, masks, softs = [], [], []
-        for i, picks in enumerate(self.choose(rows)):
+        for i, picks in enumerate(chosen):
             ids = plain.input_ids[i]
             bodies = enc.fit(picks, max_length - len(ids))
             mask, soft = plain.mask_positions[i], plain.soft_positions[i]
@@ -236,26 +205,31 @@ class Demonstrations:
 
 
 class _Encoder:
-    """Token ids of demonstrations under one template and tokenizer; full-length ones are cached."""
+    """Token ids of demonstrations under one template and tokenizer; each pool row is tokenized once."""
 
     def __init__(self, template: Template, tokenizer, demos: Demonstrations) -> None:
         self.tokenizer, self.demos = tokenizer, demos
-        self.front, self.back = _special_tokens_around(tokenizer)
+        self.encoders = {label: TemplateEncoder(_filled(template, word), tokenizer) for label, word in demos.words.items()}
+        self.front, self.back = special_tokens_around(tokenizer)
         self.sep = self.back or tokenizer("\n", add_special_tokens=False)["input_ids"]
-        self.templates = {label: _filled(template, word) for label, word in demos.words.items()}
-        empty = {c: "" for c in demos.columns}
         # Tokens of a demonstration besides its text; a share below this + 1 would show no example at all.
-        self.fixed = {label: len(self._encode(t, empty, _UNLIMITED)) for label, t in self.templates.items()}
-        self.has_text = any(t.columns for t in self.templates.values())
-        cache = demos._bodies.setdefault(template, {})  # type: ignore[arg-type]
-        self.full: dict[int, list[int]] = cache
+        self.fixed = {label: e.fixed - len(self.front) - len(self.back) for label, e in self.encoders.items()}
+        self.has_text = any(e.template.columns for e in self.encoders.values())
+        self.columns: dict[int, ColumnIds] = demos._columns.setdefault(template, {})  # type: ignore[arg-type]
+        self.full: dict[int, list[int]] = {}
+
+    def tokenize(self, picks: list[int]) -> None:
+        """Tokenize the pool rows among `picks` not tokenized yet, in one call per label."""
+        for label, encoder in self.encoders.items():
+            new = list(dict.fromkeys(j for j in picks if j not in self.columns and self.demos.pool[j]["label"] == label))
+            self.columns.update(zip(new, encoder.tokenize([self.demos.pool[j] for j in new])))
 
     def fit(self, picks: list[int], budget: int) -> list[list[int]]:
         """The demonstrations that fit `budget`, each cut (its text only) to a fair share of it."""
         picks = list(picks)
         while picks:
             lengths = [len(self.body(j)) + len(self.sep) for j in picks]
-            shares = _shares(lengths, budget)
+            shares = fit_lengths(lengths, budget)  # cut longest first, as the input's columns are
             bodies = [self.body(j) if share >= n else self.cut(j, share - len(self.sep))
                       for j, n, share in zip(picks, lengths, shares)]
             if all(b is not None for b in bodies):
@@ -265,32 +239,17 @@ class _Encoder:
 
     def body(self, j: int) -> list[int]:
         if j not in self.full:
-            row = self.demos.pool[j]
-            self.full[j] = self._encode(self.templates[row["label"]], row, _UNLIMITED)
+            self.full[j] = self._encode(j, _UNLIMITED)
         return self.full[j]
 
     def cut(self, j: int, room: int) -> list[int] | None:
-        row = self.demos.pool[j]
-        if room < self.fixed[row["label"]] + self.has_text:
+        if room < self.fixed[self.demos.pool[j]["label"]] + self.has_text:
             return None
-        return self._encode(self.templates[row["label"]], row, room)
+        return self._encode(j, room)
 
-    def _encode(self, template: Template, row: Mapping[str, str], room: int) -> list[int]:
-        ids = encode(template, row, self.tokenizer, room + len(self.front) + len(self.back)).input_ids
+    def _encode(self, j: int, room: int) -> list[int]:
+        if j not in self.columns:
+            self.tokenize([j])
+        encoder = self.encoders[self.demos.pool[j]["label"]]
+        ids = encoder.fit(self.columns[j], room + len(self.front) + len(self.back)).input_ids
         return ids[len(self.front): len(ids) - len(self.back)]
-
-
-def _shares(lengths: list[int], budget: int) -> list[int]:
-    """Tokens per demonstration: all of each when they fit, else a common cap on the longest (longest first)."""
-    if sum(lengths) <= budget:
-        return list(lengths)
-    low, high = 0, max(lengths)
-    while low < high:  # the largest cap whose total fits
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if sum(min(n, mid) for n in lengths) <= budget else (low, mid - 1)
-    shares, spare = [], budget - sum(min(n, low) for n in lengths)
-    for n in lengths:  # what the cap leaves over goes to the first demonstrations still cut
-        extra = 1 if n > low and spare > 0 else 0
-        spare -= extra
-        shares.append(min(n, low) + extra)
-    return shares

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from promptft_cli.errors import PromptftError
-from promptft_cli.prompting.templates import TEMPLATE_FIELD, Template, Text, _special_tokens_around, encode, fill_text
+from promptft_cli.prompting.encoding import encode, special_tokens_around
+from promptft_cli.prompting.templates import TEMPLATE_FIELD, Template, Text, fill_text
 
 TARGET = "target"
 """The key of a prepared row's target text (whatever the data's target column is called)."""
@@ -62,7 +63,7 @@ def check_template(template: Template) -> None:
 def target_prefix(template: Template, kind: str, chat: bool) -> str:
     """What separates a causal LM's prompt from its target: the whitespace the template ends with, else a space.
 
-    Rendering drops a template's trailing whitespace (see templates._piece_texts); a byte-level BPE
+    Rendering drops a template's trailing whitespace (see encoding._lead); a byte-level BPE
     tokenizer glues a space to the word after it, so the target brings the separator itself.
     """
     if kind != "causal" or chat:
@@ -108,7 +109,7 @@ def _prompt_ids(template: Template, row: Mapping[str, str], tokenizer, max_lengt
         ids, soft = encoded.input_ids, encoded.soft_positions
         if demos:
             # The input keeps its full share of max_length; demonstrations fill what is left, dropped from the end.
-            front = len(_special_tokens_around(tokenizer)[0])
+            front = len(special_tokens_around(tokenizer)[0])
             shown = _fitting(demos, tokenizer, max_length - len(ids))
             extra = tokenizer("".join(shown), add_special_tokens=False)["input_ids"] if shown else []
             ids, soft = ids[:front] + extra + ids[front:], [p + len(extra) for p in soft]

@@ -18,7 +18,6 @@ VERBALIZER_FIELD = "prompt.verbalizer"
 _LEXEME = re.compile(r'\{\{|\}\}|\{soft:"[^"]*"\}|\{[^{}]*\}|[^{}]+|[{}]')
 _COLUMN_NAME = re.compile(r"[^\W\d]\w*\Z")  # a letter or _, then letters, digits, _
 _COUNT = re.compile(r"[0-9]+\Z")
-_PROBE = "hello"
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,8 @@ def _init_ids(words: str, tokenizer) -> list[int]:
     return ids
 
 
-def _column_value(row: Mapping[str, str], name: str) -> str:
+def column_value(row: Mapping[str, str], name: str) -> str:
+    """The text of column `name` in `row`; errors name the columns the row has."""
     if name not in row:
         available = ", ".join(row)
         raise PromptftError(f"prompt.template uses column '{name}' but the row has only: {available}", field=name)
@@ -185,7 +185,7 @@ def fill_text(template: Template, row: Mapping[str, str], mask_token: str = "[MA
         if isinstance(part, Text):
             pieces.append(part.text)
         elif isinstance(part, Column):
-            pieces.append(_column_value(row, part.name))
+            pieces.append(column_value(row, part.name))
         elif isinstance(part, Mask):
             pieces.append(mask_token)
         else:
@@ -196,125 +196,6 @@ def fill_text(template: Template, row: Mapping[str, str], mask_token: str = "[MA
 def render_demonstration(template: Template, row: Mapping[str, str], label_word: str) -> str:
     """One LM-BFF demonstration: the template filled with `row`, `label_word` at the mask, soft parts dropped."""
     return fill_text(template, row, mask_token=label_word, soft_token="").strip()
-
-
-@dataclass
-class Encoded:
-    """One row's ids; soft_positions hold placeholder ids whose embeddings the model replaces."""
-
-    input_ids: list[int]
-    mask_position: int | None  # index in input_ids of the mask token
-    soft_positions: list[int]  # indices in input_ids of the soft-prompt vectors, in order
-    truncated: bool  # some column text was cut to fit max_length
-
-
-def encode(
-    template: Template, row: Mapping[str, str], tokenizer, max_length: int, *, soft_token_id: int | None = None
-) -> Encoded:
-    """Token ids for one row, with the tokenizer's specials, columns cut longest-first to fit max_length."""
-    template = resolve_soft(template, tokenizer)
-    if template.has_mask and tokenizer.mask_token_id is None:
-        raise PromptftError(
-            "the model's tokenizer has no mask token; remove {mask} or use a masked LM (BERT, RoBERTa)",
-            field=TEMPLATE_FIELD,
-        )
-    # The placeholder id never reaches the model (its embedding is swapped), any valid id will do.
-    soft_id = next((i for i in (soft_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id) if i is not None), 0)
-    pieces = _tokenize_parts(template, row, tokenizer, soft_id)
-    front, back = _special_tokens_around(tokenizer)
-    fixed = len(front) + len(back) + sum(len(ids) for part, ids in pieces if not isinstance(part, Column))
-    if fixed > max_length:
-        raise PromptftError(
-            f"template needs {fixed} tokens but model.max_length is {max_length}; shorten the template or raise it",
-            field=TEMPLATE_FIELD,
-        )
-    columns = [i for i, (part, _) in enumerate(pieces) if isinstance(part, Column)]
-    lengths = [len(pieces[i][1]) for i in columns]
-    kept = _fit_lengths(lengths, max_length - fixed)
-    for i, keep in zip(columns, kept):
-        pieces[i] = (pieces[i][0], pieces[i][1][:keep])
-    input_ids, mask_position, soft_positions = list(front), None, []
-    for part, ids in pieces:
-        if isinstance(part, Mask):
-            mask_position = len(input_ids)
-        elif isinstance(part, Soft):
-            soft_positions.extend(range(len(input_ids), len(input_ids) + len(ids)))
-        input_ids.extend(ids)
-    input_ids.extend(back)
-    return Encoded(input_ids, mask_position, soft_positions, truncated=kept != lengths)
-
-
-def _piece_texts(template: Template, row: Mapping[str, str]) -> list[str | None]:
-    """The string each Text/Column part is tokenized from (None for Mask/Soft).
-
-    Byte-level BPE (GPT-2, RoBERTa) glues a space to the word after it ("Ġgreat"), so a Text's
-    trailing whitespace belongs to what follows: a non-empty Column gets it as a leading space, while
-    a mask, a soft prompt, an empty column or the end of the template drops it (the label word
-    brings its own space: build the verbalizer with leading_space=True). The first part loses its
-    leading whitespace. WordPiece and SentencePiece ignore these spaces, so the rule is harmless there.
-    """
-    parts = template.parts
-    texts: list[str | None] = [
-        p.text if isinstance(p, Text) else _column_value(row, p.name) if isinstance(p, Column) else None
-        for p in parts
-    ]
-    for i, part in enumerate(parts):
-        if isinstance(part, Text):
-            body = texts[i].rstrip()
-            if i + 1 < len(parts) and isinstance(parts[i + 1], Column) and texts[i + 1]:
-                texts[i + 1] = texts[i][len(body) :] + texts[i + 1]
-            texts[i] = body
-    if texts and texts[0] is not None:
-        texts[0] = texts[0].lstrip()
-    return texts
-
-
-def _tokenize_parts(template: Template, row: Mapping[str, str], tokenizer, soft_id: int) -> list[tuple[Part, list]]:
-    pieces = []
-    for part, text in zip(template.parts, _piece_texts(template, row)):
-        if isinstance(part, Mask):
-            ids = [tokenizer.mask_token_id]
-        elif isinstance(part, Soft):
-            ids = [soft_id] * part.n
-        elif not text:
-            ids = []
-        else:
-            # A "[MASK]" or "<|endoftext|>" inside the data must stay text, not become a special token.
-            from_data = isinstance(part, Column)
-            ids = tokenizer(text, add_special_tokens=False, split_special_tokens=from_data)["input_ids"]
-        pieces.append((part, list(ids)))
-    return pieces
-
-
-def _special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
-    """Ids the tokenizer puts before and after one sequence ([CLS] ... [SEP] for BERT, none for GPT-2)."""
-    # transformers 5 fast tokenizers lost build_inputs_with_special_tokens (and 4.x's generic one
-    # ignores the post-processor), so compare a probe encoded with and without specials instead.
-    bare = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
-    full = tokenizer(_PROBE, add_special_tokens=True)["input_ids"]
-    for start in range(len(full) - len(bare) + 1):
-        if full[start : start + len(bare)] == bare:
-            return list(full[:start]), list(full[start + len(bare) :])
-    raise PromptftError("cannot tell which special tokens this tokenizer adds around a text", field="model.name")
-
-
-def _fit_lengths(lengths: list[int], budget: int) -> list[int]:
-    """Per-column token counts fitting `budget`, cut from the longest column first (like "longest_first")."""
-    if sum(lengths) <= budget:
-        return list(lengths)
-    # Cutting one token at a time from the longest column ends with every column at min(len, cap)
-    # or cap + 1; bisect for the cap instead of looping over thousands of tokens.
-    low, high = 0, max(lengths)
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if sum(min(n, mid) for n in lengths) <= budget else (low, mid - 1)
-    spare = budget - sum(min(n, low) for n in lengths)
-    kept = []
-    for n in lengths:
-        extra = 1 if n > low and spare > 0 else 0
-        spare -= extra
-        kept.append(min(n, low) + extra)
-    return kept
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from promptft_cli import __version__, runs
 from promptft_cli.runs.table import checkpoint_bytes, human_bytes
 
+if TYPE_CHECKING:
+    from promptft_cli.config import Config
+
 PIPELINE = {"causal": "text-generation", "seq2seq": "text2text-generation"}
 _METRIC_NAMES = (("bleu", "BLEU"), ("chrf", "chrF++"), ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"),
                  ("rougeL", "ROUGE-L"), ("exact_match", "exact match"))
 
 
-def render(name: str, cfg: dict[str, Any], info: runs.RunInfo, report: dict, metrics: dict, run_dir: Path,
+def render(name: str, cfg: "Config", info: runs.RunInfo, report: dict, metrics: dict, run_dir: Path,
            base: str, on_hub: bool) -> str:
-    method = cfg["method"]["name"]
+    method = cfg.method.name
     kind = report.get("kind", "causal")
     peft = (run_dir / runs.CHECKPOINT / "adapter_config.json").exists()
     parts = [
@@ -47,22 +50,21 @@ def _front_matter(name: str, hub_base: str | None, method: str, peft: bool, pipe
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def _model_section(cfg: dict, info: runs.RunInfo, base: str, run_dir: Path) -> str:
+def _model_section(cfg: "Config", info: runs.RunInfo, base: str, run_dir: Path) -> str:
     from promptft_cli.methods import METHODS
 
-    method = cfg["method"]
-    options = ", ".join(f"{k}={v}" for k, v in method.items() if k != "name") or "none"
-    summary = METHODS[method["name"]].summary if method["name"] in METHODS else ""
-    prompt = cfg.get("prompt", {})
-    gen = cfg.get("generate", {})
+    method = cfg.method.name
+    options = ", ".join(f"{k}={v}" for k, v in cfg.method.options.model_dump().items()) or "none"
+    summary = METHODS[method].summary
+    gen = cfg.generate
     size = checkpoint_bytes(run_dir)
-    decoding = (f"{'sampling' if gen.get('do_sample') else 'beam search' if gen.get('num_beams', 1) > 1 else 'greedy'}, "
-                f"{gen.get('num_beams', 1)} beam(s), up to {gen.get('max_new_tokens')} new tokens")
+    decoding = (f"{'sampling' if gen.do_sample else 'beam search' if gen.num_beams > 1 else 'greedy'}, "
+                f"{gen.num_beams} beam(s), up to {gen.max_new_tokens} new tokens")
     rows = [
-        ("base model", f"`{base}`"), ("method", f"`{method['name']}` — {summary} (options: {options})"),
-        ("template", f"`{prompt.get('template')}`" + (" in the chat template" if prompt.get("chat") else "")),
-        ("target column", f"`{cfg['data'].get('target_column', 'target')}`"),
-        ("max length", f"{cfg['model'].get('max_length')} prompt / {cfg['model'].get('max_target_length')} target tokens"),
+        ("base model", f"`{base}`"), ("method", f"`{method}` — {summary} (options: {options})"),
+        ("template", f"`{cfg.prompt.template}`" + (" in the chat template" if cfg.prompt.chat else "")),
+        ("target column", f"`{cfg.data.target_column}`"),
+        ("max length", f"{cfg.model.max_length} prompt / {cfg.model.max_target_length} target tokens"),
         ("decoding", decoding),
         ("trainable parameters", f"{info.trainable_parameters:,}" if info.trainable_parameters is not None else "-"),
         ("checkpoint", f"`checkpoint/`, {human_bytes(size)}" if size is not None else "-"),
@@ -98,8 +100,8 @@ def _results_section(metrics: dict, run_dir: Path) -> str:
     return "\n".join(lines) + "\n" + figure
 
 
-def _usage_section(name: str, cfg: dict, peft: bool) -> str:
-    columns = list(cfg["data"].get("text_columns") or [cfg["data"].get("text_column") or "text"])
+def _usage_section(name: str, cfg: "Config", peft: bool) -> str:
+    columns = cfg.data.columns
     text = ["## How to use\n", "```bash",
             f"promptft predict {name} input.csv -o generations.csv   # adds a generation column",
             f"promptft evaluate {name} --data references.csv          # BLEU, chrF++, ROUGE, exact match",

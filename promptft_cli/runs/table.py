@@ -16,7 +16,6 @@ import yaml
 from promptft_cli import runs
 from promptft_cli.errors import PromptftError
 
-SUMMARY = "summary.json"  # written by a multi-seed (few-shot) run in its parent directory
 _SKIP = {runs.DATA, runs.CHECKPOINT, "checkpoints", "tensorboard", "__pycache__"}
 
 
@@ -98,7 +97,7 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def _is_run(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in (runs.RUN_INFO, SUMMARY)) or \
+    return any((folder / name).is_file() for name in (runs.RUN_INFO, runs.SUMMARY)) or \
         ((folder / runs.CONFIG).is_file() and (folder / runs.REPORT).is_file())
 
 
@@ -156,7 +155,7 @@ def _head(cfg: dict[str, Any]) -> str | None:
 
 
 def _status(run_dir: Path) -> str:
-    if (run_dir / SUMMARY).is_file() and not (run_dir / runs.RUN_INFO).is_file():
+    if (run_dir / runs.SUMMARY).is_file() and not (run_dir / runs.RUN_INFO).is_file():
         return "complete"
     if (run_dir / runs.RUN_INFO).is_file():
         try:
@@ -192,10 +191,10 @@ def _fill_metrics(row: RunRow, run_dir: Path) -> None:
 
 def _fill_summary(row: RunRow, run_dir: Path) -> None:
     """A multi-seed parent: mean ± std over seeds, summed time, the seeds' shared settings."""
-    if not (run_dir / SUMMARY).is_file():
+    if not (run_dir / runs.SUMMARY).is_file():
         return
     try:
-        summary = runs.read_json(run_dir / SUMMARY)
+        summary = runs.read_json(run_dir / runs.SUMMARY)
     except PromptftError:
         return
     for metric, attr in (("accuracy", "test_accuracy"), ("macro_f1", "test_macro_f1")):

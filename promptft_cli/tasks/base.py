@@ -18,7 +18,8 @@ Adding a task (say `generation`) is one module and one registry line:
    - `validation_metrics(outputs, split, labels)`: a `Metrics` with `loss` and every name of
      `TaskSpec.stopping_metrics` (say chrF, BLEU); `test_metrics(...)`: the `Metrics` written as
      metrics.json (with a `best_epoch` field the loop fills in).
-   - `prediction_columns(outputs, labels)`: the columns `predict` adds to each input row.
+   - `predictions(outputs, labels)`: typed predictions (the Python API's), and `prediction_columns`: the
+     columns `promptft predict` adds to each input row.
 2. `TASKS["generation"] = TaskSpec(("chrf", "bleu", "loss"), "promptft_cli.tasks.generation:GenerationTask")`.
    `config.task` then accepts `generation`, and `train.early_stopping.metric` its names (default: the first).
 
@@ -52,7 +53,10 @@ class EncodedRows(Protocol):
 
 
 Encoder = Callable[..., Any]
-"""`encode(rows, labelled=True) -> encoded split`: this run's template, tokenizer and targets applied."""
+"""`encode(rows, labelled=True, tokens=None) -> encoded split`: this run's template, tokenizer and targets applied.
+
+`tokens` is the split's `Split.tokens` when prepare has just tokenized it (else None), to be cut to length
+rather than tokenized again; a task whose encoding is not the template's may ignore it."""
 
 
 class Metrics(Mapping):
@@ -119,6 +123,10 @@ class Task(ABC):
     @abstractmethod
     def test_metrics(self, outputs: Any, split: Any, labels: list[str]) -> Metrics:
         """The full metrics written as metrics.json / evaluation.json."""
+
+    @abstractmethod
+    def predictions(self, outputs: Any, labels: list[str]) -> list[Any]:
+        """Per example, a typed prediction (what the Python API's `Predictor.predict` returns)."""
 
     @abstractmethod
     def prediction_columns(self, outputs: Any, labels: list[str]) -> list[dict[str, Any]]:

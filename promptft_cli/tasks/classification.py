@@ -123,8 +123,8 @@ def encoder_for(cfg: "Config", tokenizer, labels: Sequence[str], demonstrations:
     index = {label: i for i, label in enumerate(labels)}
     encode_with = demonstrations.encode_rows if demonstrations else encode_rows
 
-    def encode(rows: Sequence[Mapping[str, str]], labelled: bool = True) -> "EncodedSplit":
-        return encode_with(rows, template, tokenizer, cfg.model.max_length, index if labelled else None)
+    def encode(rows: Sequence[Mapping[str, str]], labelled: bool = True, tokens=None) -> "EncodedSplit":
+        return encode_with(rows, template, tokenizer, cfg.model.max_length, index if labelled else None, tokens=tokens)
 
     return encode
 
@@ -133,9 +133,9 @@ class ClassificationTask(Task):
     name = "classification"
 
     def encoder(self, cfg: "Config", tokenizer, data: "PreparedData") -> Encoder:
-        from promptft_cli.prompting import demonstrations
+        from promptft_cli.modeling.embedding import demonstrations_for
 
-        demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
+        demos = demonstrations_for(cfg, data["train"].rows, data.labels, tokenizer)
         return encoder_for(cfg, tokenizer, data.labels, demos)
 
     def collate(self, split, indices, pad_id):

@@ -103,7 +103,8 @@ def encoder_for(cfg: "Config", tokenizer, kind: str, train_rows: Sequence[Mappin
         raise PromptftError("generation draws demonstrations at random; set select: random",
                             field="prompt.demonstrations.select")
 
-    def encode(rows: Sequence[Mapping[str, str]], labelled: bool = True) -> "EncodedGeneration":
+    def encode(rows: Sequence[Mapping[str, str]], labelled: bool = True, tokens=None) -> "EncodedGeneration":
+        # `tokens` (prepare's column ids, see tasks.base.Encoder) stays unused: prepare keeps none for generation.
         rows = list(rows)
         shown = demonstrations_for(rows, train_rows or [], template, demos.per_class, cfg.train.seed, kind) if demos else None
         split = encode_generation_rows(rows, template, tokenizer, kind, cfg.model.max_length, cfg.model.max_target_length,
@@ -170,8 +171,8 @@ class GenerationTask(Task):
             losses: list[float | None] = [None] * len(b)
             if split.targets is not None:
                 with torch.inference_mode():
-                    losses = [float(model(**{k: v.to(device) for k, v in self.collate(split, [i], model.pad_token_id).items()}))
-                              for i in b]
+                    batch = {k: v.to(device) for k, v in self.collate(split, b, model.pad_token_id).items()}
+                    losses = model.example_losses(**batch).tolist()
             out.extend(Generated(t, loss) for t, loss in zip(texts, losses))
         return idx, out
 
@@ -194,6 +195,10 @@ class GenerationTask(Task):
         return GenerationMetrics(scores["bleu"], scores["chrf"], scores["rouge1"], scores["rouge2"], scores["rougeL"],
                                  scores["exact_match"], len(outputs), sum(losses) / len(losses) if losses else None,
                                  scores["signatures"], scores["tokenize"], scores["max_references"], scores["per_example"])
+
+    def predictions(self, outputs, labels: list[str]) -> list[Generated]:
+        """Per example, its generated texts (several with `generate.num_return_sequences`)."""
+        return list(outputs)
 
     def prediction_columns(self, outputs, labels: list[str]) -> list[dict[str, Any]]:
         return [{("generation" if j == 0 else f"generation_{j + 1}"): text for j, text in enumerate(o.texts)}

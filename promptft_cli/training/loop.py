@@ -34,7 +34,9 @@ log = logging.getLogger("promptft.train")
 
 
 @dataclass
-class TrainResult:
+class Run:
+    """A finished training run: where it was written and what its best checkpoint scored."""
+
     run_dir: Path
     metrics: Metrics
     """The task's test metrics of the best checkpoint (what metrics.json holds)."""
@@ -75,12 +77,14 @@ def setup(cfg: Config) -> Setup:
     with distributed.main_process_first():  # the others then read what the main process prepared
         data = prepare(cfg, tokenizer)
     encode = task.encoder(cfg, tokenizer, data)
-    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}")) for name in ("train", "validation", "test")}
+    # On a first run prepare has just tokenized every split: the encoder cuts those ids, it doesn't tokenize again.
+    encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}"), tokens=data[name].tokens)
+               for name in ("train", "validation", "test")}
     model = task.build_model(cfg, tokenizer, data.labels)
     return Setup(cfg, task, data.labels, tokenizer, model, encoded, data, encode)
 
 
-def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> TrainResult:
+def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Run:
     """Train per the config and write a complete run directory; returns the test metrics.
 
     `resume` continues an interrupted run from its newest complete checkpoint (same config and data).
@@ -126,7 +130,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
         handler.close()
 
 
-def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
+def _run(s: Setup, run_dir: Path, resume: bool = False) -> Run:
     """One training run: set up, train epoch by epoch, validate, keep the best checkpoint, test it."""
     from promptft_cli.modeling.weights import load_weights
     from promptft_cli.training.checkpoints import LoopState, StopOnSignal
@@ -143,7 +147,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     with TrainProgress(p.steps, tc.epochs) as bar, StopOnSignal() as stop:
         bar.update(st.step)
         for epoch in st.epochs_left(tc.epochs):
-            _train_epoch(s, p, st, epoch, bar, stop)
+            _train_epoch(s, p, st, epoch, run_dir, bar, stop)
             val = task.validation_metrics(_outputs(s, p, "validation"), s.encoded["validation"], s.labels)
             _record_validation(p, run_dir, epoch, st.step, val)
             bar.update(0, val=f"{metric} {val[metric]:.3f}")
@@ -166,7 +170,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
     metrics = replace(task.test_metrics(_outputs(s, p, "test"), s.encoded["test"], s.labels), best_epoch=st.best_epoch)
     _write_results(s, p, run_dir, metrics, st.step, st.best_epoch, seconds)
-    return TrainResult(run_dir, metrics, st.best_epoch, st.best or {}, seconds, p.trainable)
+    return Run(run_dir, metrics, st.best_epoch, st.best or {}, seconds, p.trainable)
 
 
 @dataclass
@@ -238,11 +242,12 @@ def _announce(s: Setup, p: _Parts) -> None:
         status(distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
 
 
-def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, bar: TrainProgress, stop: "StopOnSignal") -> None:
+def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, run_dir: Path, bar: TrainProgress,
+                 stop: "StopOnSignal") -> None:
     """One pass over the training batches (the rest of an interrupted epoch when resuming)."""
     from promptft_cli.training.checkpoints import remaining_batches
 
-    tc, accelerator, run_dir = s.cfg.train, p.accelerator, s.cfg.run_dir
+    tc, accelerator = s.cfg.train, p.accelerator
     p.model.train()
     tick, seen = time.perf_counter(), 0
     for batch in remaining_batches(accelerator, p.loader, epoch, st.batch):
