@@ -60,10 +60,7 @@ class ClassifierBackend:
         return self.predictor.cfg.model.max_length
 
     def token_lengths(self, rows: Sequence[Mapping[str, str]]) -> list[int]:
-        from promptft_cli.prompting.templates import encode
-
-        p = self.predictor
-        return [len(encode(p.template, row, p.tokenizer, BIG).input_ids) for row in rows]
+        return _lengths(self.predictor.template, self.predictor.tokenizer, rows)
 
     def run(self, rows, decoding=None, max_tokens=None) -> list[dict[str, Any]]:
         probs = self.predictor.proba(rows, batch_size=len(rows), max_length=max_tokens)  # one forward pass
@@ -105,15 +102,20 @@ class GeneratorBackend:
         return self.cfg.model.max_length
 
     def token_lengths(self, rows):
-        from promptft_cli.prompting.templates import encode
-
-        return [len(encode(self.template, row, self.tokenizer, BIG).input_ids) for row in rows]
+        return _lengths(self.template, self.tokenizer, rows)
 
     def run(self, rows, decoding=None, max_tokens=None):
         return self.generate(rows, decoding, max_tokens)
 
     def info(self) -> dict[str, Any]:
         return {**run_info(self.cfg, self.run_dir), "quantized": self.quantized}
+
+
+def _lengths(template, tokenizer, rows) -> list[int]:
+    """Each row's untruncated length in tokens through the template (columns tokenized in one batched call)."""
+    from promptft_cli.prompting.encoding import TemplateEncoder
+
+    return [len(e.input_ids) for e in TemplateEncoder(template, tokenizer).encode(rows, BIG)]
 
 
 def run_info(cfg, run_dir: Path) -> dict[str, Any]:
