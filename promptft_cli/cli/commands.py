@@ -29,6 +29,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars 
 CheckpointOpt = Annotated[Optional[Path], typer.Option(
     "--checkpoint", help="Use this saved checkpoint (e.g. RUN/checkpoints/step-00000100) even if the run is unfinished.")]
 
+QuantizeOpt = Annotated[Optional[str], typer.Option(
+    "--quantize", help="int8: dynamic int8 quantization of the Linear layers for CPU inference (refused on GPU).")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -132,9 +135,13 @@ def predict(
     checkpoint: CheckpointOpt = None,
     encoding: Annotated[Optional[str], typer.Option(help="Text encoding of INPUT (default: the run's data.encoding).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="With -o: print {rows, output} as JSON (without -o, stdout is already JSONL).")] = False,
+    quantize: QuantizeOpt = None,
     set_: SetOpt = None, quiet: QuietOpt = False,
 ) -> None:
-    """Label new rows: keeps the input columns and adds prediction, confidence and prob_<label>."""
+    """Label new rows: keeps the input columns and adds prediction, confidence and prob_<label>.
+
+    Under torchrun / accelerate launch each process scores its share and one output file is written in input order.
+    """
     from promptft_cli.inference.predict import (
         InputStats,
         Predictor,
@@ -143,18 +150,54 @@ def predict(
         read_inputs,
         write_predictions,
     )
+    from promptft_cli.inference.sharded import predict_sharded
     from promptft_cli.progress import status, track
+    from promptft_cli.training import distributed
 
     _setup(quiet or output is None or json_out)
     output_format(output)  # a mistyped -o extension fails before the model loads
-    predictor = Predictor.for_target(run_dir, checkpoint, set_)
+    distributed.quiet_replicas()
+    predictor = Predictor.for_target(run_dir, checkpoint, set_, quantize)
     cfg, stats = predictor.cfg, InputStats()
     inputs = read_inputs(input, cfg.data.columns, encoding or cfg.data.encoding, stats)
-    n = write_predictions(track(predictions(predictor, inputs, batch_size), "predict"), output)
+    if distributed.world_size() > 1:
+        n = predict_sharded(predictor, inputs, output, batch_size, track)
+        distributed.finish()
+    else:
+        n = write_predictions(track(predictions(predictor, inputs, batch_size), "predict"), output)
     stats.truncated = predictor.truncated
-    status(f"wrote {n} predictions to {output}" + stats.summary())
-    if json_out and output is not None:
-        _emit({"rows": n, "output": str(output)}, True, None)
+    if distributed.is_main():
+        status(f"wrote {n} predictions to {output}" + stats.summary())
+        if json_out and output is not None:
+            _emit({"rows": n, "output": str(output)}, True, None)
+
+
+@app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most rows in one forward pass (dynamic batching).")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for more requests before a forward pass.")] = 5.0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes, each with its own copy of the model, sharing the port.")] = 1,
+    quantize: QuantizeOpt = None,
+    max_input_tokens: Annotated[Optional[int], typer.Option(min=1, help="Longest input in tokens (default: the run's model.max_length).")] = None,
+    on_long_input: Annotated[str, typer.Option(help="reject: a longer input is a 422; truncate: cut and marked truncated.")] = "reject",
+    max_inputs: Annotated[int, typer.Option(min=1, help="Most inputs per request.")] = 64,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body; larger ones get 413.")] = 1_000_000,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation runs: the most new tokens a request may ask for.")] = 256,
+) -> None:
+    """Serve a run over HTTP (FastAPI + uvicorn): /v1/classify or /v1/generate and /v1/completions, /health, /metrics."""
+    try:
+        from promptft_cli.serve.server import run_server, settings_for
+    except ImportError as exc:
+        raise PromptftError(f"serving needs the serve extra ({exc.name} is missing): pip install 'promptft[serve]'") from None
+
+    _setup(False)
+    settings = settings_for(run_dir, max_batch=max_batch, max_wait_ms=max_wait_ms, quantize=quantize,
+                            max_input_tokens=max_input_tokens, on_long_input=on_long_input, max_inputs=max_inputs,
+                            max_body_bytes=max_body_bytes, max_new_tokens=max_new_tokens)
+    run_server(settings, host, port, workers)
 
 
 @app.command("runs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
@@ -60,11 +60,14 @@ class Predictor:
             self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
 
     @classmethod
-    def from_run(cls, run_dir: Path, checkpoint: Path | None = None, overrides: list[str] | None = None) -> "Predictor":
+    def from_run(cls, run_dir: Path, checkpoint: Path | None = None, overrides: list[str] | None = None,
+                 quantize: str | None = None) -> "Predictor":
         """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one.
 
         Of `overrides`, only decoding settings (`generate.*`) apply: the rest of a trained run is fixed.
+        `quantize="int8"`: Linear layers dynamically quantized for CPU inference (see quantize.py).
         """
+        from promptft_cli.inference.quantize import check_quantize, quantize_int8
         from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
@@ -77,11 +80,14 @@ class Predictor:
         else:
             weights, labels = weights_for(run_dir, checkpoint)
         cfg = load_config(run_dir / runs.CONFIG, [o for o in overrides or [] if o.startswith("generate.")])
+        check_quantize(quantize, cfg)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
         model = get_task(cfg.task).build_model(cfg, tokenizer, labels, report=False)
         load_weights(model, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
             model.to(inference_device())
+        if quantize:
+            model = quantize_int8(model)
         rows = run_training_rows(run_dir) if cfg.prompt.demonstrations is not None else None
         if cfg.task == "generation":
             return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstration_rows=rows)
@@ -134,16 +140,18 @@ class Predictor:
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
-                   overrides: list[str] | None = None) -> "Predictor":
+                   overrides: list[str] | None = None, quantize: str | None = None) -> "Predictor":
         """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
         if not target.exists():
             raise PromptftError("no run directory or config file here", file=target)
         if target.is_dir():
-            return cls.from_run(target, checkpoint, overrides)
+            return cls.from_run(target, checkpoint, overrides, quantize)
         cfg = load_config(target, overrides)
         # Any run.json means a run exists: an unfinished one is an error to report, not a reason for zero-shot.
         if checkpoint is not None or (cfg.run_dir / runs.RUN_INFO).exists():
-            return cls.from_run(cfg.run_dir, checkpoint, overrides)
+            return cls.from_run(cfg.run_dir, checkpoint, overrides, quantize)
+        if quantize:
+            raise PromptftError("--quantize applies to a trained run; this config has none yet", field="--quantize")
         from promptft_cli.progress import status
 
         how = "the untrained model prompted with the template" if cfg.task == "generation" else "template + verbalizer"
@@ -155,9 +163,19 @@ class Predictor:
         self.truncated += split.truncated
         return self.task.infer(self.model, split, batch_size or self.cfg.train.eval_batch_size)
 
-    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
-        """Label probabilities, one row per input row, columns in `labels` order."""
-        return self.infer(self.encode(rows, labelled=False), batch_size)
+    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None, max_length: int | None = None):
+        """Label probabilities, one row per input row, columns in `labels` order.
+
+        `max_length`: cut inputs to this many tokens instead of model.max_length (the server's --max-input-tokens).
+        """
+        encode = self.encode if max_length in (None, self.cfg.model.max_length) else self._encoder_cut_at(max_length)
+        return self.infer(encode(rows, labelled=False), batch_size)
+
+    def _encoder_cut_at(self, max_length: int) -> Encoder:
+        if getattr(self, "_cut", (None,))[0] != max_length:
+            cfg = self.cfg.model_copy(update={"model": self.cfg.model.model_copy(update={"max_length": max_length})})
+            self._cut = (max_length, replace(self, cfg=cfg).encode)  # the task's own encoder, cutting shorter
+        return self._cut[1]
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers
