@@ -99,6 +99,13 @@ class DemonstrationsConfig(Section):
     """`similar` picks the training examples closest to the input by embedding."""
 
 
+class EnsembleMember(Section):
+    template: str | None = None
+    """This pattern's template (default: prompt.template)."""
+    verbalizer: dict[str, str | list[str]] | None = None
+    """This pattern's label words (default: prompt.verbalizer)."""
+
+
 class PromptConfig(Section):
     template: str | None = None
     """How an example becomes model input, e.g. `{text} It was {mask}.` (see README: Templates)."""
@@ -112,15 +119,32 @@ class PromptConfig(Section):
     """`linear` head: initialise each class's weights from its label words' embeddings."""
     demonstrations: DemonstrationsConfig | None = None
     """Append training examples to each input (LM-BFF demonstrations)."""
+    ensemble: list[EnsembleMember] | None = Field(None, min_length=2)
+    """PET: several `{template, verbalizer}` pairs; zero-shot their scores are combined, trained one model per pair labels the unlabelled data for one final model (see docs/few-shot.md)."""
+    ensemble_weighting: Literal["mean", "accuracy"] = "mean"
+    """How ensemble members are combined: equally, or weighted by each pair's accuracy on the labelled train split (PET)."""
+    calibration: Literal["none", "contextual", "batch"] = "none"
+    """Correct the label scores: `contextual` divides by the scores of content-free inputs ("N/A", "", mask), `batch` subtracts each label's mean score over the predicted batch (see docs/few-shot.md)."""
 
     @model_validator(mode="after")
     def _head_needs_verbalizer(self) -> "PromptConfig":
-        if self.head == "verbalizer" and not self.verbalizer:
+        if self.head == "verbalizer" and not self.verbalizer and not self.ensemble:
             raise ValueError("head 'verbalizer' needs prompt.verbalizer (label → words)")
+        if self.calibration != "none" and self.resolved_head == "linear":
+            raise ValueError(f"prompt.calibration '{self.calibration}' corrects label-word scores, and the linear head "
+                             "has none; set prompt.calibration: none or use head 'verbalizer' with a verbalizer")
+        for i, member in enumerate(self.ensemble or []):
+            if not (member.verbalizer or self.verbalizer):
+                raise ValueError(f"prompt.ensemble[{i}].verbalizer: this pair has no label words, and prompt.verbalizer "
+                                 "gives none to inherit")
+        if self.ensemble and self.resolved_head != "verbalizer":
+            raise ValueError("prompt.ensemble combines label-word scores: it needs head 'verbalizer'")
         return self
 
     @property
     def resolved_head(self) -> str:
+        if self.head is None and self.ensemble:
+            return "verbalizer"
         return self.head or ("verbalizer" if self.verbalizer else "linear")
 
 
@@ -153,8 +177,8 @@ class MethodConfig(BaseModel):
 class EarlyStoppingConfig(Section):
     patience: int = Field(5, ge=1)
     """Evaluations without improvement before training stops."""
-    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
-    """Validation metric that picks the best checkpoint."""
+    metric: Literal["accuracy", "macro_f1", "loss"] | None = None
+    """Validation metric that picks the best checkpoint; null: macro_f1 when the train split is imbalanced, else accuracy."""
 
 
 class SelfTrainingConfig(Section):
@@ -195,6 +219,10 @@ class TrainConfig(Section):
     """Optimiser steps between resumable checkpoints; null saves one at the end of each epoch only."""
     keep_checkpoints: int = Field(2, ge=1)
     """Resumable checkpoints kept in `checkpoints/` (the newest N; older ones are deleted)."""
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    """Weights of the labels in the loss: `balanced` (n / (labels × n_label), as scikit-learn) or `{label: weight}`."""
+    temperature_scaling: bool = True
+    """After training, fit a temperature on the validation split so `confidence` matches accuracy (saved in calibration.json)."""
     self_training: SelfTrainingConfig | None = None
     """Pseudo-label the unlabelled data (`data.unlabeled` or `data.few_shot.unlabeled`) and retrain on the confident part."""
 
@@ -221,8 +249,9 @@ class Config(Section):
         if self.train.self_training and not has_pool:
             raise ValueError("train.self_training needs unlabelled data: set data.unlabeled (a file) "
                              "or data.few_shot.unlabeled (N rows of train outside the sample)")
-        if has_pool and not self.train.self_training:
-            raise ValueError("unlabelled data is only used by self-training: add train.self_training: {rounds: 1}")
+        if has_pool and not self.train.self_training and not self.prompt.ensemble:
+            raise ValueError("unlabelled data is only used by self-training and prompt ensembles: add "
+                             "train.self_training: {rounds: 1}")
         return self
 
     # Set by the loader so relative paths resolve against the config file, as users expect.

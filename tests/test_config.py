@@ -74,7 +74,7 @@ def test_defaults_fill_every_section(tmp_path):
     assert cfg.method.name == "prompt_tuning" and cfg.method.options.num_virtual_tokens == 20
     t = cfg.train
     assert (t.epochs, t.batch_size, t.lr, t.grad_accum, t.seed) == (10, 16, None, 1, 42)
-    assert (t.early_stopping.patience, t.early_stopping.metric) == (5, "accuracy")
+    assert (t.early_stopping.patience, t.early_stopping.metric) == (5, None)  # None: macro_f1 when imbalanced (tasks/imbalance.py)
     assert cfg.output_dir == "runs/run"
 
 

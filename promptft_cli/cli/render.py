@@ -32,9 +32,9 @@ def data_report(report: dict[str, Any]) -> None:
 
 def metrics(m: dict[str, Any]) -> None:
     head = Table(title="metrics" + (f" · {m['run_dir']}" if "run_dir" in m else ""))
-    for col in ("n", "accuracy", "macro-F1"):
+    for col in ("n", "accuracy", "macro-F1", "ECE"):
         head.add_column(col, justify="right")
-    head.add_row(str(m["n"]), f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+    head.add_row(str(m["n"]), f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", _num(m.get("ece")))
     console.print(head)
     per = Table(title="per class")
     for col in ("label", "precision", "recall", "F1", "support"):

@@ -37,6 +37,11 @@ class Predictor:
     """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
     zero_shot: bool = False
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
+    calibration: Any = None
+    """tasks.calibration.Calibration applied to every batch of probabilities (the run's calibration.json)."""
+    members: list["Predictor"] | None = None
+    """A zero-shot prompt ensemble: one predictor per pair, combined by `weights` (prompting/ensembles.py)."""
+    weights: list[float] | None = None
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
@@ -58,8 +63,13 @@ class Predictor:
         load_weights(classifier, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
             classifier.to(inference_device())
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier,
-                   demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+        predictor = cls(cfg, labels, tokenizer, template_for(cfg), classifier,
+                        demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+        from promptft_cli.tasks.calibration import Calibration
+
+        # A checkpoint of an unfinished run has no fitted calibration yet: the configured mode, fitted now.
+        predictor.calibration = Calibration.load(run_dir) if checkpoint is None else None
+        return predictor.calibrated()
 
     @classmethod
     def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -75,6 +85,8 @@ class Predictor:
         )
         from promptft_cli.prompting.templates import template_for
 
+        if cfg.prompt.ensemble:
+            return cls.ensemble_from_config(cfg, labels)
         if cfg.prompt.resolved_head != "verbalizer":
             raise PromptftError("zero-shot scoring needs a verbalizer (label → words) and head 'verbalizer'; "
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
@@ -86,7 +98,28 @@ class Predictor:
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
             demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier, demonstrations=demos, zero_shot=True)
+        return cls(cfg, labels, tokenizer, template_for(cfg), classifier, demonstrations=demos, zero_shot=True).calibrated()
+
+    @classmethod
+    def ensemble_from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
+        """Zero-shot PET ensemble: every pair scores the rows; weighted by train accuracy when configured."""
+        from promptft_cli.data.prepare import prepare
+        from promptft_cli.prompting.ensembles import accuracy_weights, member_configs, member_errors
+        from promptft_cli.tasks.calibration import Calibration
+
+        configs = member_configs(cfg)
+        labels = [str(label) for label in (labels or configs[0].prompt.verbalizer)]  # one label order for all
+        members = []
+        for i, member_cfg in enumerate(configs):
+            with member_errors(i):
+                members.append(cls.from_config(member_cfg, labels))
+        first, weights = members[0], None
+        if cfg.prompt.ensemble_weighting == "accuracy":
+            rows = prepare(cfg, first.tokenizer)["train"].rows
+            index = {label: i for i, label in enumerate(labels)}
+            weights = accuracy_weights([m.proba(rows) for m in members], [index[r["label"]] for r in rows])
+        return cls(cfg, labels, first.tokenizer, first.template, first.classifier, zero_shot=True,
+                   calibration=Calibration("none"), members=members, weights=weights)
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
@@ -103,13 +136,32 @@ class Predictor:
         status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
         return cls.from_config(cfg)
 
-    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
+    def calibrated(self) -> "Predictor":
+        """Fit the configured calibration (contextual prior; no temperature) unless one was loaded."""
+        from promptft_cli.tasks.calibration import calibrate
+
+        if self.calibration is None:
+            predict = lambda split: predict_proba(self.classifier, split, self.cfg.train.eval_batch_size)  # noqa: E731
+            self.calibration = calibrate(self.cfg.prompt.calibration, predict, self.encode, self.cfg.data.columns,
+                                         self.tokenizer)
+        return self
+
+    def encode(self, rows: Sequence[Mapping[str, str]]):
         from promptft_cli.prompting.encoding import encode_rows
 
         encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
-        split = encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+        return encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+
+    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
+        """Calibrated class probabilities; batch calibration treats `rows` as the batch."""
+        if self.members:
+            from promptft_cli.prompting.ensembles import combine
+
+            return combine([m.proba(rows, batch_size) for m in self.members], self.weights)
+        split = self.encode(rows)
         self.truncated += split.truncated
-        return predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
+        probs = predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
+        return self.calibration.apply(probs) if self.calibration is not None else probs
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers

@@ -45,7 +45,9 @@ class FeatureCache:
         """Batches of cached features and labels in the sampler's order (accelerate can shard it like any loader)."""
         import torch
 
-        targets = torch.tensor(labels, dtype=torch.long)
+        from promptft_cli.modeling.batching import label_tensor
+
+        targets = label_tensor(labels)
 
         def collate(idx: list[int]) -> dict[str, torch.Tensor]:
             table = self.tables[split]

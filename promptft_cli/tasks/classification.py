@@ -38,8 +38,10 @@ def _ratio(num, den):
 def metrics_from_proba(probs, y_true: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
     import numpy as np
 
+    from promptft_cli.tasks.calibration import expected_calibration_error
+
     y_pred = np.asarray(probs).argmax(axis=1).tolist() if len(y_true) else []
-    return compute_metrics(list(y_true), y_pred, labels)
+    return {**compute_metrics(list(y_true), y_pred, labels), "ece": expected_calibration_error(probs, list(y_true))}
 
 
 def predict_proba(classifier, split, batch_size: int):

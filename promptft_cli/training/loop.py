@@ -15,6 +15,7 @@ from promptft_cli.config import Config, save_config
 from promptft_cli.errors import Interrupted, PromptftError
 from promptft_cli.progress import Tracked, TrainProgress, status
 from promptft_cli.runs import model_card, plots
+from promptft_cli.tasks import calibration, imbalance
 from promptft_cli.training import distributed, tracking
 
 log = logging.getLogger("promptft.train")
@@ -80,6 +81,10 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
     """
     from promptft_cli.training.checkpoints import check_resumable
 
+    if cfg.prompt.ensemble:  # the run is PET's final model; its own prompt defaults to the first pair's
+        from promptft_cli.training import distillation
+
+        cfg = distillation.final_config(cfg)
     run_dir, main = cfg.run_dir, distributed.is_main()
     distributed.check_supported(cfg)
     tracking.check_installed(cfg.train.report_to)  # before anything is written: a missing tracker is a config problem
@@ -100,6 +105,8 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
     handler = _log_to(run_dir / runs.LOG) if main else logging.NullHandler()
     try:
         s = setup(cfg)
+        if cfg.prompt.ensemble:
+            return distillation.run(s, train, _run)
         result = _run(s, run_dir, resume)
         if cfg.train.self_training:
             from promptft_cli.training import self_training
@@ -158,6 +165,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     # The loader is already sharded: prepare() would re-shard it with a sampler that drops short batches.
     model, optimizer, scheduler = accelerator.prepare(s.classifier, optimizer, scheduler)
     params = distributed.clip_params(accelerator, model, params)
+    metric, weights = _loss_setup(s, accelerator.device)
     keeper = Keeper(run_dir, tc.checkpoint_every, tc.keep_checkpoints, accelerator.unwrap_model(model), optimizer,
                     scheduler, accelerator.scaler, distributed.keeps_training_state(accelerator))
     st = keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
@@ -182,7 +190,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
             for batch in remaining_batches(accelerator, train_loader, epoch, st.batch):
                 with accelerator.accumulate(model):
                     labels = batch.pop("labels")
-                    loss = torch.nn.functional.cross_entropy(model(**batch).float(), labels)
+                    loss = imbalance.weighted_loss(model(**batch), labels, weights)
                     _check_finite(loss, st.step + 1, run_dir)
                     accelerator.backward(loss)
                     if tc.max_grad_norm and accelerator.sync_gradients:
@@ -205,8 +213,8 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
                 runs.append_jsonl(run_dir / runs.HISTORY, {"epoch": epoch, "step": st.step, **{f"val_{k}": v for k, v in val.items()}})
             tracking.log(accelerator, {f"val/{k}": v for k, v in val.items()}, st.step)
             log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in val.items()))
-            bar.update(0, val=f"{tc.early_stopping.metric} {val[tc.early_stopping.metric]:.3f}")
-            if st.best is None or _better(val, st.best, tc.early_stopping.metric):
+            bar.update(0, val=f"{metric} {val[metric]:.3f}")
+            if st.best is None or _better(val, st.best, metric):
                 st.best, st.best_epoch, st.waited = val, epoch, 0
                 with distributed.full_weights(accelerator, model):
                     if main:
@@ -222,10 +230,12 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     accelerator.wait_for_everyone()  # every process loads the best checkpoint the main process wrote
     with distributed.full_weights(accelerator, model, writeback=True):
         load_weights(accelerator.unwrap_model(model), run_dir / runs.CHECKPOINT)
-    metrics = _test_metrics(distributed.eval_model(accelerator, model), s)
+    cal = _calibrate(distributed.eval_model(accelerator, model), s)
+    metrics = _test_metrics(distributed.eval_model(accelerator, model), s, cal)
     # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
-    metrics.update(best_epoch=best_epoch)
+    metrics.update(best_epoch=best_epoch, early_stopping_metric=metric, temperature=cal.temperature)
     if main:
+        runs.write_json_atomic(run_dir / calibration.FILE, cal.to_json())
         runs.write_json_atomic(run_dir / runs.METRICS, metrics)
     tracking.log(accelerator, {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]}, step)
     tracking.finish(accelerator)
@@ -252,12 +262,40 @@ def _validate(classifier, s: Setup, cache=None) -> dict[str, float]:
     return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}
 
 
-def _test_metrics(classifier, s: Setup) -> dict[str, Any]:
+def _test_metrics(classifier, s: Setup, cal) -> dict[str, Any]:
     from promptft_cli.tasks.classification import metrics_from_proba
     from promptft_cli.training.distributed import predict_proba
 
     split = s.encoded["test"]
-    return metrics_from_proba(predict_proba(classifier, split, s.cfg.train.eval_batch_size), split.labels, s.labels)
+    return metrics_from_proba(cal.apply(predict_proba(classifier, split, s.cfg.train.eval_batch_size)), split.labels, s.labels)
+
+
+def _loss_setup(s: Setup, device) -> tuple[str, Any]:
+    """The early-stopping metric (macro-F1 by default on an imbalanced train split) and the loss's label weights."""
+    import torch
+
+    tc, train_labels = s.cfg.train, s.encoded["train"].labels
+    hard = [int(y) for y in train_labels if not isinstance(y, (list, tuple))]  # soft (distilled) labels carry no count
+    metric = imbalance.early_stopping_metric(tc.early_stopping.metric, hard, len(s.labels))
+    if tc.early_stopping.metric is None and metric == "macro_f1":
+        status("the train split is imbalanced: early stopping on validation macro-F1 (set train.early_stopping.metric to change)")
+        log.info("train split imbalanced (%s): early stopping on macro_f1", imbalance.label_counts(hard, len(s.labels)))
+    weights = imbalance.class_weights(tc.class_weights, s.labels, hard)
+    if weights is not None:
+        log.info("class weights: %s", dict(zip(s.labels, (round(w, 4) for w in weights))))
+    return metric, None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _calibrate(classifier, s: Setup):
+    """Contextual prior (prompt.calibration) and validation temperature (train.temperature_scaling) of the best model."""
+    from promptft_cli.training.distributed import predict_proba
+
+    def predict(split):
+        return predict_proba(classifier, split, s.cfg.train.eval_batch_size)
+
+    val = s.encoded["validation"] if s.cfg.train.temperature_scaling else None
+    return calibration.calibrate(s.cfg.prompt.calibration, predict, lambda rows: s.encode(rows, labelled=False),
+                                 s.cfg.data.columns, s.tokenizer, val)
 
 
 def _fused_adamw(params) -> bool:

@@ -52,9 +52,6 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     initialisation) on the labelled rows plus the confident pseudo-labelled ones, early-stopping on the
     labelled validation split as usual. The last round's model is the run's model.
     """
-    from accelerate.utils import set_seed
-
-    from promptft_cli.modeling.classifier import build_classifier
     from promptft_cli.training.distributed import predict_proba
 
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
@@ -77,11 +74,7 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
             _archive_round(run_dir, r - 1)
             runs.write_jsonl_atomic(run_dir / runs.DATA / f"pseudo_labeled-round-{r}.jsonl",
                                     [{**row, "confidence": round(float(probs[i].max()), 4)} for row, (i, _) in zip(pseudo, picks)])
-        set_seed(cfg.train.seed)  # the same initialisation as the supervised run: rounds differ only in data
-        classifier = build_classifier(cfg, s.labels, s.tokenizer)
-        encoded = {**s.encoded, "train": s.encode(s.data["train"].rows + pseudo)}
-        s = replace(s, cfg=round_cfg, classifier=classifier, encoded=encoded)
-        result = train_round(s, run_dir)
+        s, result = retrain(s, s.encode(s.data["train"].rows + pseudo), round_cfg, train_round)
         total_seconds += result.train_seconds
         rounds.append(_round_summary(r, result, counts))
     result.train_seconds = total_seconds
@@ -91,6 +84,33 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
     return result
+
+
+def retrain(s, train_split, round_cfg, train_round: Callable[[Any, Path], Any]):
+    """A fresh model, initialised as the supervised run was, trained on `train_split`; returns (setup, result).
+
+    Rounds differ only in data. Self-training passes labelled + pseudo-labelled rows; distillation
+    (training/distillation.py) labelled rows + soft-labelled ones (`with_soft_labels`).
+    """
+    from accelerate.utils import set_seed
+
+    from promptft_cli.modeling.classifier import build_classifier
+
+    set_seed(s.cfg.train.seed)
+    classifier = build_classifier(s.cfg, s.labels, s.tokenizer)
+    s = replace(s, cfg=round_cfg, classifier=classifier, encoded={**s.encoded, "train": train_split})
+    return s, train_round(s, s.cfg.run_dir)
+
+
+def with_soft_labels(labelled, unlabelled, soft: np.ndarray):
+    """One encoded split: the labelled examples (class indices) followed by the unlabelled ones with distributions."""
+    from promptft_cli.prompting.encoding import EncodedSplit
+
+    return EncodedSplit(input_ids=labelled.input_ids + unlabelled.input_ids,
+                        mask_positions=labelled.mask_positions + unlabelled.mask_positions,
+                        soft_positions=labelled.soft_positions + unlabelled.soft_positions,
+                        labels=list(labelled.labels) + [[float(v) for v in row] for row in soft],
+                        truncated=labelled.truncated + unlabelled.truncated)
 
 
 def _round_summary(r: int, result, counts: Counter | None) -> dict[str, Any]:
