@@ -29,7 +29,6 @@ def member_configs(cfg: "Config") -> list["Config"]:
                                                "verbalizer": member.verbalizer or cfg.prompt.verbalizer,
                                                "ensemble": None})
         member_cfg = cfg.model_copy(update={"prompt": prompt})
-        member_cfg.base_dir = cfg.base_dir
         with member_errors(i):
             template_for(member_cfg)
         members.append(member_cfg)

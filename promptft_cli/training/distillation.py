@@ -34,7 +34,6 @@ def final_config(cfg: Config) -> Config:
     prompt = cfg.prompt.model_copy(update={"template": cfg.prompt.template or first.template,
                                            "verbalizer": cfg.prompt.verbalizer or first.verbalizer})
     out = cfg.model_copy(update={"prompt": prompt})
-    out.base_dir = cfg.base_dir
     return out
 
 
@@ -44,7 +43,6 @@ def member_run_config(cfg: Config, member: Config, i: int) -> Config:
                                           member.data.few_shot.model_copy(update={"unlabeled": None})})
     out = member.model_copy(update={"data": data, "output_dir": str((cfg.run_dir / f"pattern-{i}").absolute()),
                                     "train": member.train.model_copy(update={"self_training": None})})
-    out.base_dir = cfg.base_dir
     return out
 
 
