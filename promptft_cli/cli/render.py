@@ -169,3 +169,18 @@ def seed_summary(s: dict[str, Any]) -> None:
                       end_section=i == len(s["seeds"]) - 1)
     table.add_row("[bold]mean ± std[/]", *(f"[bold]{s[m]['mean']:.4f} ± {s[m]['std']:.4f}[/]" for m in ("accuracy", "macro_f1")))
     console.print(table)
+
+
+def label_search(found: dict[str, Any]) -> None:
+    """The ranked candidates per label, then the ready `prompt.verbalizer` block."""
+    table = Table(title=f"label-word candidates · {found['kind']} · {found['n_train']} train examples")
+    for col in ("label", "rank", "word", "separation", "train acc."):
+        table.add_column(col, justify="left" if col in ("label", "word") else "right")
+    rank = {}
+    for c in found["candidates"]:
+        rank[c["label"]] = rank.get(c["label"], 0) + 1
+        table.add_row(c["label"], str(rank[c["label"]]), c["word"], f"{c['separation']:.4f}", f"{c['train_accuracy']:.3f}")
+    console.print(table)
+    console.print(found["yaml"], markup=False, highlight=False)
+    if found.get("output"):
+        console.print(f"wrote {found['output']}")
