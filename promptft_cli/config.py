@@ -123,6 +123,8 @@ class PromptConfig(Section):
     """PET: several `{template, verbalizer}` pairs; zero-shot their scores are combined, trained one model per pair labels the unlabelled data for one final model (see docs/few-shot.md)."""
     ensemble_weighting: Literal["mean", "accuracy"] = "mean"
     """How ensemble members are combined: equally, or weighted by each pair's accuracy on the labelled train split (PET)."""
+    multi_mask: bool = False
+    """Masked LM: a label word of n tokens gets n {mask} slots and scores the product of its token probabilities (PET); off: all its tokens are read at the one {mask}, averaged."""
     calibration: Literal["none", "contextual", "batch"] = "none"
     """Correct the label scores: `contextual` divides by the scores of content-free inputs ("N/A", "", mask), `batch` subtracts each label's mean score over the predicted batch (see docs/few-shot.md)."""
 

@@ -100,7 +100,9 @@ def build_head(cfg: "Config", kind: str, backbone, tokenizer, labels: list[str],
         raise PromptftError("head 'verbalizer' needs prompt.verbalizer (label → words)", field=VERBALIZER_FIELD)
     if kind in ("mlm", "causal"):
         _check_positions(cfg, kind, backbone, verbalizer)
-        return LMVerbalizerHead(verbalizer, combine, causal=kind == "causal")
+        multi = cfg.prompt.multi_mask and kind == "mlm"
+        return LMVerbalizerHead(verbalizer, combine, causal=kind == "causal",
+                                mask_token_id=tokenizer.mask_token_id if multi else None)
     vectors, owners = label_phrase_vectors(backbone, tokenizer, verbalizer, pooling, combine)
     return SimilarityHead(vectors, owners, len(labels), pooling, combine)
 
@@ -108,8 +110,8 @@ def build_head(cfg: "Config", kind: str, backbone, tokenizer, labels: list[str],
 def _check_positions(cfg: "Config", kind: str, backbone, verbalizer: Verbalizer) -> None:
     """A causal LM appends label-word tokens after the template: they must fit the model's positions."""
     limit = getattr(backbone.config, "max_position_embeddings", None) or getattr(backbone.config, "n_positions", None)
-    if kind != "causal" or not limit:
-        return
+    if not (kind == "causal" or kind == "mlm" and cfg.prompt.multi_mask) or not limit:
+        return  # a causal LM appends a word's tokens, multi-mask decoding inserts one {mask} per token
     longest = max(len(ids) for words in verbalizer.token_ids.values() for ids in words)
     if cfg.model.max_length + longest - 1 > limit:
         raise PromptftError(f"model.max_length {cfg.model.max_length} plus the longest label word ({longest} tokens) "
