@@ -43,6 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 SEEDS = [13, 21, 42, 87, 100]
 DATASETS = ["sst2", "sst5", "mr", "subj", "trec", "snips"]
 SYSTEMS = ["zero_shot", "recipe", "setfit", "lora_trainer"]
+# Variants for choosing defaults on dev splits (not in the default table): zero-shot calibrations, ensembles.
+EXTRA_SYSTEMS = ["zero_shot_raw", "zero_shot_batch", "zero_shot_ensemble"]
+ZERO_SHOT_CALIBRATION = {"zero_shot": "contextual", "zero_shot_raw": "none", "zero_shot_batch": "batch",
+                         "zero_shot_ensemble": "contextual"}
 UNLABELED = 3000
 DEV_ROWS = 1000
 
@@ -159,8 +163,11 @@ def run_promptft(system: str, dataset: str, seed: int, files: dict[str, Path], w
     raw["data"] = {"train": str(files["train"]), "validation": str(files["validation"]), "test": str(files["test"])}
     raw["train"]["seed"] = seed
     raw["output_dir"] = str(work / f"run-{dataset}-{system}-{seed}")
-    if system == "zero_shot":
-        raw["prompt"]["calibration"] = "contextual"
+    if system.startswith("zero_shot"):
+        raw["prompt"]["calibration"] = ZERO_SHOT_CALIBRATION[system]
+        if system == "zero_shot_ensemble":  # PET-style patterns around the same label descriptions
+            raw["prompt"]["ensemble"] = [{"template": t} for t in ("{text}", "{text} All in all, it was", "Text: {text}")]
+            raw["prompt"]["ensemble_weighting"] = "accuracy"
         del raw["train"]["self_training"]
         cfg = validate_config(raw)
         from promptft_cli.inference.evaluate import evaluate, labelled_rows
@@ -225,7 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="seed 13, SST-2 and TREC")
     p.add_argument("--datasets", nargs="+", choices=DATASETS, default=None)
-    p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS + EXTRA_SYSTEMS, default=SYSTEMS)
     p.add_argument("--seeds", nargs="+", type=int, default=None)
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--split", choices=["test", "dev"], default="test", help="dev: a held-out part of train (SST-5: dev.csv)")
@@ -262,10 +269,11 @@ def summarize(cells: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = ["| data set | " + " | ".join(SYSTEMS) + " |", "|---|" + "---|" * len(SYSTEMS)]
+    shown = SYSTEMS + [s for s in EXTRA_SYSTEMS if any(s in systems for systems in summary.values())]
+    lines = ["| data set | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
     for dataset, systems in summary.items():
         cells = []
-        for system in SYSTEMS:
+        for system in shown:
             s = systems.get(system)
             cells.append(f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f} (n={len(s['seeds'])}, "
                          f"{s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)" if s else "–")
@@ -294,8 +302,10 @@ def main(argv: list[str] | None = None) -> None:
                 if proc.returncode or line is None:
                     print(f"{name}: failed\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
                     continue
-                results["cells"][name] = json.loads(line[5:]) | {
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                cell = json.loads(line[5:]) | {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                if args.out.exists():  # another driver may have added cells meanwhile: merge, never drop
+                    results["cells"] = {**json.loads(args.out.read_text())["cells"], **results["cells"]}
+                results["cells"][name] = cell
                 results["summary"] = summarize(results["cells"])
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

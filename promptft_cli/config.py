@@ -19,6 +19,11 @@ from pydantic import (
 from promptft_cli.errors import PromptftError
 from promptft_cli.methods import METHODS, MethodOptions
 
+# The default for the embedded MiniLM with label descriptions (the similarity head): full fine-tuning at 2e-5,
+# chosen on SST-2's dev split (benchmarks/results/sst2_recipe_dev.json); see docs/few-shot.md.
+RECIPE_METHOD = "full"
+RECIPE_LR = 2.0e-5
+
 
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, values are checked strictly."""
@@ -244,6 +249,18 @@ class Config(Section):
     @classmethod
     def _method_default(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _recipe_by_default(self) -> "Config":
+        """A config naming only data and label descriptions gets the measured recipe (docs/few-shot.md), not prompt tuning."""
+        if "method" in self.model_fields_set or self.model.name != "default" or self.prompt.resolved_head != "verbalizer":
+            return self
+        # Set without re-validation: assignment would run this validator again on a half-changed config.
+        object.__setattr__(self, "method", MethodConfig.model_validate({"name": RECIPE_METHOD}))
+        self.model_fields_set.add("method")
+        if self.train.lr is None:
+            object.__setattr__(self.train, "lr", RECIPE_LR)
+        return self
 
     @model_validator(mode="after")
     def _unlabeled_pairs_with_self_training(self) -> "Config":

@@ -268,3 +268,13 @@ def test_yaml_boolean_label_word_gets_a_quoting_hint(tmp_path):
 def test_every_shipped_config_is_valid(path):
     cfg = load_config(path)
     assert cfg.output_dir.startswith("../runs/")
+
+
+def test_label_descriptions_alone_get_the_recipe():
+    """Only data + label descriptions on the embedded MiniLM: full fine-tuning at 2e-5 (docs/few-shot.md), not prompt tuning."""
+    raw = {"data": {"train": "x.csv"}, "prompt": {"verbalizer": {"a": "an apple", "b": "a banana"}}}
+    cfg = validate_config(raw)
+    assert (cfg.method.name, cfg.train.lr, cfg.prompt.resolved_head) == ("full", 2e-5, "verbalizer")
+    named = validate_config({**raw, "method": "lora"})
+    assert (named.method.name, named.train.lr) == ("lora", None)
+    assert validate_config({"data": {"train": "x.csv"}}).method.name == "prompt_tuning"
