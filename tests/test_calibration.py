@@ -78,14 +78,13 @@ def calibrated_run(tmp_path_factory, tiny_encoder):
 
 def test_run_saves_its_calibration_and_predict_applies_it(calibrated_run):
     from promptft_cli.inference.predict import Predictor
-    from promptft_cli.tasks.classification import predict_proba
 
     saved = json.loads((calibrated_run.run_dir / "calibration.json").read_text())
     assert saved["mode"] == "contextual" and len(saved["content_free"]) == 2 and saved["temperature"] > 0
     assert 0 <= calibrated_run.metrics["ece"] <= 1
     predictor = Predictor.from_run(calibrated_run.run_dir)
     rows = [{"text": "it was good"}, {"text": "it was bad"}]
-    raw = predict_proba(predictor.classifier, predictor.encode(rows), 8)
+    raw = predictor.task.infer(predictor.model, predictor.encode(rows, labelled=False), 8)
     expected = Calibration(**saved).apply(raw)
     np.testing.assert_allclose(predictor.proba(rows), expected, rtol=1e-5)
     assert not np.allclose(expected, raw)  # the correction really changes the scores

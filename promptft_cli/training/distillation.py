@@ -87,21 +87,17 @@ def run(s, train_member: Callable[..., Any], train_round: Callable[[Any, Any], A
 
 def _scores(member_cfg: Config, labels: list[str], row_sets: list[list[dict]]) -> list[np.ndarray]:
     """The trained pair's calibrated probabilities on each set of rows (its own template and verbalizer)."""
-    from promptft_cli.modeling.classifier import build_classifier
     from promptft_cli.modeling.loading import load_tokenizer
     from promptft_cli.modeling.weights import load_weights
-    from promptft_cli.prompting.encoding import encode_rows
-    from promptft_cli.prompting.templates import template_for
+    from promptft_cli.tasks.base import get_task
     from promptft_cli.tasks.calibration import Calibration
-    from promptft_cli.training.distributed import predict_proba
+    from promptft_cli.tasks.classification import encoder_for
 
+    task = get_task(member_cfg.task)
     tokenizer = load_tokenizer(member_cfg.model, member_cfg.base_dir)
-    classifier = build_classifier(member_cfg, labels, tokenizer, report=False)
-    load_weights(classifier, member_cfg.run_dir / runs.CHECKPOINT)
-    template = template_for(member_cfg)
+    model = task.build_model(member_cfg, tokenizer, labels, report=False)
+    load_weights(model, member_cfg.run_dir / runs.CHECKPOINT)
+    encode = encoder_for(member_cfg, tokenizer, labels, None)
     cal = Calibration.load(member_cfg.run_dir) or Calibration()
-    out = []
-    for rows in row_sets:
-        split = encode_rows(rows, template, tokenizer, member_cfg.model.max_length)
-        out.append(cal.apply(predict_proba(classifier, split, member_cfg.train.eval_batch_size)))
-    return out
+    return [cal.apply(distributed.infer(task, model, encode(rows, labelled=False), member_cfg.train.eval_batch_size))
+            for rows in row_sets]

@@ -52,8 +52,6 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     initialisation) on the labelled rows plus the confident pseudo-labelled ones, early-stopping on the
     labelled validation split as usual. The last round's model is the run's model.
     """
-    from promptft_cli.training.distributed import predict_proba
-
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
     st = cfg.train.self_training
     pool = s.data[UNLABELED].rows
@@ -62,7 +60,7 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     rounds = [_round_summary(0, first, None)]
     round_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": st.epochs})})
     for r in range(1, st.rounds + 1):
-        probs = predict_proba(s.classifier, pool_encoded, cfg.train.eval_batch_size)
+        probs = distributed.infer(s.task, s.model, pool_encoded, cfg.train.eval_batch_size)
         picks = select_confident(probs, st.share)
         pseudo = [{**pool[i], "label": s.labels[c]} for i, c in picks]
         counts = Counter(row["label"] for row in pseudo)
@@ -89,16 +87,14 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
 def retrain(s, train_split, round_cfg, train_round: Callable[[Any, Path], Any]):
     """A fresh model, initialised as the supervised run was, trained on `train_split`; returns (setup, result).
 
-    Rounds differ only in data. Self-training passes labelled + pseudo-labelled rows; distillation
+    Rounds differ only in data. Self-training passes labelled + pseudo-labelled rows; PET distillation
     (training/distillation.py) labelled rows + soft-labelled ones (`with_soft_labels`).
     """
     from accelerate.utils import set_seed
 
-    from promptft_cli.modeling.classifier import build_classifier
-
     set_seed(s.cfg.train.seed)
-    classifier = build_classifier(s.cfg, s.labels, s.tokenizer)
-    s = replace(s, cfg=round_cfg, classifier=classifier, encoded={**s.encoded, "train": train_split})
+    model = s.task.build_model(s.cfg, s.tokenizer, s.labels)
+    s = replace(s, cfg=round_cfg, model=model, encoded={**s.encoded, "train": train_split})
     return s, train_round(s, s.cfg.run_dir)
 
 
