@@ -136,6 +136,7 @@ def predict(
     from promptft_cli.inference.predict import (
         InputStats,
         Predictor,
+        output_format,
         predictions,
         read_inputs,
         write_predictions,
@@ -143,6 +144,7 @@ def predict(
     from promptft_cli.progress import status, track
 
     _setup(quiet or output is None or json_out)
+    output_format(output)  # a mistyped -o extension fails before the model loads
     predictor = Predictor.for_target(run_dir, checkpoint, set_)
     cfg, stats = predictor.cfg, InputStats()
     inputs = read_inputs(input, cfg.data.columns, encoding or cfg.data.encoding, stats)

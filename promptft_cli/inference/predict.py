@@ -218,10 +218,20 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
+def output_format(output: Path | None) -> str:
+    """csv, tsv or jsonl from `-o`'s extension (none: JSONL on stdout); any other extension is an error."""
+    if output is None:
+        return "jsonl"
+    formats = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".tab": "tsv", ".csv": "csv"}
+    if output.suffix.lower() not in formats:
+        raise PromptftError(f"unknown output extension '{output.suffix}'; use .csv, .tsv or .jsonl", file=output,
+                            field="--output")
+    return formats[output.suffix.lower()]
+
+
 def write_predictions(rows: Iterable[dict[str, Any]], output: Path | None) -> int:
     """Write CSV/TSV or JSONL by extension (stdout: JSONL); atomically when writing a file."""
-    fmt = "jsonl" if output is None or output.suffix.lower() in (".jsonl", ".json", ".ndjson") else (
-        "tsv" if output.suffix.lower() == ".tsv" else "csv")
+    fmt = output_format(output)
     if output is None:
         n = 0
         for row in rows:

@@ -28,6 +28,8 @@ class Prepared:
     backbone: "torch.nn.Module"
     virtual_tokens: int = 0
     """Positions the method prepends to the backbone's outputs (prompt tuning, p-tuning)."""
+    prefix_positions: int = 0
+    """Positions the method's prefix takes in the backbone's position table (prefix tuning on a decoder)."""
     is_peft: bool = False
     """The backbone is a peft model: the checkpoint holds the adapter in peft's format."""
 

@@ -180,8 +180,10 @@ class ClassificationTask(Task):
         """Probabilities (on CPU) for the examples of `batches`, one forward pass per batch on the model's device."""
         import torch
 
+        from promptft_cli.modeling.batching import pad_token_id
+
         device = next(model.parameters()).device
-        pad_id = getattr(model, "pad_token_id", 0)
+        pad_id = pad_token_id(model)
         idx: list[int] = [i for b in batches for i in b]
         out = torch.empty(len(idx), model.num_labels)
         model.eval()

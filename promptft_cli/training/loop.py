@@ -361,7 +361,8 @@ def _fused_adamw(params) -> bool:
 
 
 def _better(val: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
-    # Ties go to the later epoch only on loss; on accuracy the earlier (less overfit) model stays.
+    # Only a strict improvement counts, on every metric: a tie keeps the earlier (less trained, less overfit)
+    # model and counts toward early-stopping patience.
     return val[metric] < best[metric] if metric == "loss" else val[metric] > best[metric]
 
 
