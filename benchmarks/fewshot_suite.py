@@ -240,6 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                           if d.is_dir()), REPO.parent / "shared" / "data"))
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/promptft-fewshot-suite"))
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results/fewshot_suite[_dev].json")
+    p.add_argument("--table", action="store_true", help="only print the markdown table of --out (runs nothing)")
     p.add_argument("--cell", nargs=3, metavar=("DATASET", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.datasets = args.datasets or (["sst2", "trec"] if args.quick else DATASETS)
@@ -286,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.cell:
         return run_cell(args)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"cells": {}}
+    if args.table:
+        return print(table(summarize(results["cells"])))
     results.update(k=args.k, split=args.split, unlabeled=UNLABELED, machine=platform.machine(),
                    threads=os.environ.get("OMP_NUM_THREADS"), recipe=recipe("sst2") | {"prompt": "see VERBALIZERS"})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
