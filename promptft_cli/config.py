@@ -22,6 +22,11 @@ from promptft_cli.methods import METHODS, MethodOptions
 from promptft_cli.runs.layout import write_text_atomic
 from promptft_cli.tasks.base import TASKS
 
+# The default for the embedded MiniLM with label descriptions (the similarity head): full fine-tuning at 2e-5,
+# chosen on SST-2's dev split (benchmarks/results/sst2_recipe_dev.json); see docs/few-shot.md.
+RECIPE_METHOD = "full"
+RECIPE_LR = 2.0e-5
+
 
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, values are checked strictly."""
@@ -108,6 +113,13 @@ class DemonstrationsConfig(Section):
     """`similar` picks the training examples closest to the input by embedding."""
 
 
+class EnsembleMember(Section):
+    template: str | None = None
+    """This pattern's template (default: prompt.template)."""
+    verbalizer: dict[str, str | list[str]] | None = None
+    """This pattern's label words (default: prompt.verbalizer)."""
+
+
 class PromptConfig(Section):
     template: str | None = None
     """How an example becomes model input, e.g. `{text} It was {mask}.` (see docs/prompts.md)."""
@@ -123,15 +135,34 @@ class PromptConfig(Section):
     """Append training examples to each input (LM-BFF demonstrations); generation puts `per_class` solved examples in total before the input."""
     chat: bool = False
     """Generation: wrap the rendered prompt in the tokenizer's chat template (instruct models) as one user turn."""
+    ensemble: list[EnsembleMember] | None = Field(None, min_length=2)
+    """PET: several `{template, verbalizer}` pairs; zero-shot their scores are combined, trained one model per pair labels the unlabelled data for one final model (see docs/few-shot.md)."""
+    ensemble_weighting: Literal["mean", "accuracy"] = "mean"
+    """How ensemble members are combined: equally, or weighted by each pair's accuracy on the labelled train split (PET)."""
+    multi_mask: bool = False
+    """Masked LM: a label word of n tokens gets n {mask} slots and scores the product of its token probabilities (PET); off: all its tokens are read at the one {mask}, averaged."""
+    calibration: Literal["none", "contextual", "batch"] = "none"
+    """Correct the label scores: `contextual` divides by the scores of content-free inputs ("N/A", "", mask), `batch` subtracts each label's mean score over the predicted batch (see docs/few-shot.md)."""
 
     @model_validator(mode="after")
     def _head_needs_verbalizer(self) -> "PromptConfig":
-        if self.head == "verbalizer" and not self.verbalizer:
+        if self.head == "verbalizer" and not self.verbalizer and not self.ensemble:
             raise ValueError("head 'verbalizer' needs prompt.verbalizer (label → words)")
+        if self.calibration != "none" and self.resolved_head == "linear":
+            raise ValueError(f"prompt.calibration '{self.calibration}' corrects label-word scores, and the linear head "
+                             "has none; set prompt.calibration: none or use head 'verbalizer' with a verbalizer")
+        for i, member in enumerate(self.ensemble or []):
+            if not (member.verbalizer or self.verbalizer):
+                raise ValueError(f"prompt.ensemble[{i}].verbalizer: this pair has no label words, and prompt.verbalizer "
+                                 "gives none to inherit")
+        if self.ensemble and self.resolved_head != "verbalizer":
+            raise ValueError("prompt.ensemble combines label-word scores: it needs head 'verbalizer'")
         return self
 
     @property
     def resolved_head(self) -> str:
+        if self.head is None and self.ensemble:
+            return "verbalizer"
         return self.head or ("verbalizer" if self.verbalizer else "linear")
 
 
@@ -171,7 +202,7 @@ class EarlyStoppingConfig(Section):
     patience: int = Field(5, ge=1)
     """Evaluations without improvement before training stops."""
     metric: str | None = None
-    """Validation metric that picks the best checkpoint: one the task computes (classification: accuracy, macro_f1, loss; generation: chrf, bleu, rouge1/2/L, exact_match, loss); null: the task's first (accuracy, chrf)."""
+    """Validation metric that picks the best checkpoint: one the task computes (classification: accuracy, macro_f1, loss; generation: chrf, bleu, rouge1/2/L, exact_match, loss); null: classification picks macro_f1 when the train split is imbalanced, else accuracy; generation: chrf."""
 
     @field_validator("metric")
     @classmethod
@@ -221,6 +252,10 @@ class TrainConfig(Section):
     """Optimiser steps between resumable checkpoints; null saves one at the end of each epoch only."""
     keep_checkpoints: int = Field(2, ge=1)
     """Resumable checkpoints kept in `checkpoints/` (the newest N; older ones are deleted)."""
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    """Weights of the labels in the loss: `balanced` (n / (labels × n_label), as scikit-learn) or `{label: weight}`."""
+    temperature_scaling: bool = True
+    """After training, fit a temperature on the validation split so `confidence` matches accuracy (saved in calibration.json)."""
     self_training: SelfTrainingConfig | None = None
     """Pseudo-label the unlabelled data (`data.unlabeled` or `data.few_shot.unlabeled`) and retrain on the confident part."""
     train_on_prompt: bool = False
@@ -303,9 +338,20 @@ class Config(Section):
     @model_validator(mode="after")
     def _stopping_metric_of_the_task(self) -> "Config":
         es = self.train.early_stopping
-        if es.metric is None:
-            es.metric = TASKS[self.task].stopping_metrics[0]
-        _check_stopping_metric(es.metric, self.task)
+        if es.metric is not None:  # null stays: the loop chooses from the data (tasks/imbalance.py)
+            _check_stopping_metric(es.metric, self.task)
+        return self
+
+    @model_validator(mode="after")
+    def _recipe_by_default(self) -> "Config":
+        """A config naming only data and label descriptions gets the measured recipe (docs/few-shot.md), not prompt tuning."""
+        if "method" in self.model_fields_set or self.model.name != "default" or self.prompt.resolved_head != "verbalizer":
+            return self
+        # Set without re-validation: assignment would run this validator again on a half-changed config.
+        object.__setattr__(self, "method", MethodConfig.model_validate({"name": RECIPE_METHOD}))
+        self.model_fields_set.add("method")
+        if self.train.lr is None:
+            object.__setattr__(self.train, "lr", RECIPE_LR)
         return self
 
     @model_validator(mode="after")
@@ -321,8 +367,9 @@ class Config(Section):
         if self.train.self_training and not has_pool:
             raise ValueError("train.self_training needs unlabelled data: set data.unlabeled (a file) "
                              "or data.few_shot.unlabeled (N rows of train outside the sample)")
-        if has_pool and not self.train.self_training:
-            raise ValueError("unlabelled data is only used by self-training: add train.self_training: {rounds: 1}")
+        if has_pool and not self.train.self_training and not self.prompt.ensemble:
+            raise ValueError("unlabelled data is only used by self-training and prompt ensembles: add "
+                             "train.self_training: {rounds: 1}")
         return self
 
     # Set by the loader so relative paths resolve against the config file, as users expect.

@@ -74,7 +74,7 @@ def test_defaults_fill_every_section(tmp_path):
     assert cfg.method.name == "prompt_tuning" and cfg.method.options.num_virtual_tokens == 20
     t = cfg.train
     assert (t.epochs, t.batch_size, t.lr, t.grad_accum, t.seed) == (10, 16, None, 1, 42)
-    assert (t.early_stopping.patience, t.early_stopping.metric) == (5, "accuracy")
+    assert (t.early_stopping.patience, t.early_stopping.metric) == (5, None)  # None: macro_f1 when imbalanced (tasks/imbalance.py)
     assert cfg.output_dir == "runs/run"
 
 
@@ -278,13 +278,23 @@ def test_task_and_stopping_metric_come_from_the_task_registry(tmp_path, monkeypa
 
     err = error_of(write(tmp_path, "task: ranking\n" + MINIMAL))
     assert err.field == "task" and "choose one of: classification, generation" in err.message
-    assert load_config(write(tmp_path, MINIMAL)).train.early_stopping.metric == "accuracy"  # the task's first
+    assert load_config(write(tmp_path, MINIMAL)).train.early_stopping.metric is None  # the loop picks it from the data
     err = error_of(write(tmp_path, MINIMAL + "train:\n  early_stopping:\n    metric: ndcg\n"))
     assert err.field == "train.early_stopping.metric" and "accuracy, macro_f1, loss" in err.message
-    # One registry line makes a task (and its metrics) valid, with its own default metric.
+    # One registry line makes a task (and its metrics) valid, and its metrics accepted.
     monkeypatch.setitem(base.TASKS, "ranking", base.TaskSpec(("ndcg", "loss"), "nowhere:Ranking"))
     cfg = load_config(write(tmp_path, "task: ranking\n" + MINIMAL))
-    assert cfg.task == "ranking" and cfg.train.early_stopping.metric == "ndcg"
+    assert cfg.task == "ranking"
     assert load_config(write(tmp_path, "task: ranking\n" + MINIMAL), ["train.early_stopping.metric=loss"])
     err = error_of(write(tmp_path, "task: ranking\n" + MINIMAL + "train:\n  early_stopping:\n    metric: accuracy\n"))
     assert err.field == "train.early_stopping.metric" and "ndcg, loss" in err.message
+
+
+def test_label_descriptions_alone_get_the_recipe():
+    """Only data + label descriptions on the embedded MiniLM: full fine-tuning at 2e-5 (docs/few-shot.md), not prompt tuning."""
+    raw = {"data": {"train": "x.csv"}, "prompt": {"verbalizer": {"a": "an apple", "b": "a banana"}}}
+    cfg = validate_config(raw)
+    assert (cfg.method.name, cfg.train.lr, cfg.prompt.resolved_head) == ("full", 2e-5, "verbalizer")
+    named = validate_config({**raw, "method": "lora"})
+    assert (named.method.name, named.train.lr) == ("lora", None)
+    assert validate_config({"data": {"train": "x.csv"}}).method.name == "prompt_tuning"

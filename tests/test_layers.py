@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training",),
     ("inference",),
     ("api",),
+    ("serve",),  # the HTTP server over the inference layer; only the CLI starts it
     ("cli", "__main__", ""),  # "": the package root, the public face that re-exports the API
 ]
 

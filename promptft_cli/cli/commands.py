@@ -200,6 +200,29 @@ def serve(
     run_server(settings, host, port, workers)
 
 
+@app.command("search-verbalizer")
+def search_verbalizer(
+    config: ConfigArg,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the proposed `prompt.verbalizer:` block (YAML) to this file.")] = None,
+    words: Annotated[int, typer.Option(min=1, max=20, help="Label words per label in the proposed block.")] = 3,
+    top: Annotated[int, typer.Option(min=1, max=30, help="Candidates per label in the ranked table.")] = 10,
+    set_: SetOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Propose label words from the train split (LM-BFF label search; n-grams for the similarity head), ranked."""
+    from promptft_cli.cli import render
+    from promptft_cli.config import load_config
+    from promptft_cli.inference.label_search import search, verbalizer_yaml
+    from promptft_cli.runs.layout import write_text_atomic
+
+    _setup(quiet or json_out)
+    found = search(load_config(config, set_), words, top)
+    found["yaml"] = verbalizer_yaml(found["verbalizer"])
+    if output is not None:
+        write_text_atomic(output, found["yaml"])
+        found["output"] = str(output)
+    _emit(found, json_out, render.label_search)
+
+
 @app.command("runs")
 def list_runs(
     folder: Annotated[Path, typer.Argument(help="Folder to search for run directories (recursively).")] = Path("runs"),

@@ -54,9 +54,9 @@ def metrics(m: dict[str, Any]) -> None:
     if "chrf" in m:
         return generation_metrics(m)
     head = Table(title="metrics" + (f" · {m['run_dir']}" if "run_dir" in m else ""))
-    for col in ("n", "accuracy", "macro-F1"):
+    for col in ("n", "accuracy", "macro-F1", "ECE"):
         head.add_column(col, justify="right")
-    head.add_row(str(m["n"]), f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+    head.add_row(str(m["n"]), f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", _num(m.get("ece")))
     console.print(head)
     per = Table(title="per class")
     for col in ("label", "precision", "recall", "F1", "support"):
@@ -198,3 +198,18 @@ def seed_summary(s: dict[str, Any]) -> None:
         table.add_row(str(seed), *(f"{s[m]['per_seed'][i]:.4f}" for m, _ in shown), end_section=i == len(s["seeds"]) - 1)
     table.add_row("[bold]mean ± std[/]", *(f"[bold]{s[m]['mean']:.4f} ± {s[m]['std']:.4f}[/]" for m, _ in shown))
     console.print(table)
+
+
+def label_search(found: dict[str, Any]) -> None:
+    """The ranked candidates per label, then the ready `prompt.verbalizer` block."""
+    table = Table(title=f"label-word candidates · {found['kind']} · {found['n_train']} train examples")
+    for col in ("label", "rank", "word", "separation", "train acc."):
+        table.add_column(col, justify="left" if col in ("label", "word") else "right")
+    rank = {}
+    for c in found["candidates"]:
+        rank[c["label"]] = rank.get(c["label"], 0) + 1
+        table.add_row(c["label"], str(rank[c["label"]]), c["word"], f"{c['separation']:.4f}", f"{c['train_accuracy']:.3f}")
+    console.print(table)
+    console.print(found["yaml"], markup=False, highlight=False)
+    if found.get("output"):
+        console.print(f"wrote {found['output']}")

@@ -39,7 +39,8 @@ _HEADER = """# {command} {config}
 
 STARTERS: dict[str, Starter] = {
     "sentiment": Starter(
-        "Sentiment (positive/negative) with a LoRA adapter on the embedded MiniLM encoder.",
+        "Sentiment (positive/negative), the recommended few-shot recipe: label descriptions scored by similarity "
+        "on the embedded MiniLM, the whole encoder fine-tuned (see docs/few-shot.md for the evidence).",
         "sentiment.csv", "columns: text,label", """task: classification
 model:
   name: default              # the embedded MiniLM (offline); or a Hugging Face id / local folder
@@ -48,20 +49,29 @@ data:
   train: {train}{train_note}
   # validation: val.csv      # optional; otherwise a stratified 10% of train is held out
   # test: test.csv           # optional; otherwise a stratified 20% of train is held out
+  # unlabeled: texts.csv     # unlabelled in-domain texts: add train.self_training below (+2-3 points at k=16)
   text_column: text
   label_column: label
+prompt:
+  template: "{{text}}"         # an encoder embeds the text itself
+  verbalizer:                # label descriptions: a few phrases per label in your data's own terms
+    negative: [a bad experience, terrible and disappointing, I would not recommend it]
+    positive: [a great experience, excellent and pleasant, I would recommend it]
+  head: verbalizer           # cosine similarity to the descriptions: a zero-shot start that training refines
+  calibration: none          # contextual | batch correct a label bias (see docs/few-shot.md)
+  # `promptft search-verbalizer THIS.yaml` proposes descriptions from the train split
 method:
-  name: lora                 # full | head | bitfit | prompt_tuning | p_tuning | prefix_tuning | lora
-  r: 8                       # rank: higher = more capacity, more memory
-  alpha: 16
+  name: full                 # the encoder itself trains (22M parameters; minutes on a CPU at k=16)
 train:
-  epochs: 6
+  epochs: 10
   batch_size: 16
-  lr: 1.0e-3                 # null = the method's default
+  lr: 2.0e-5
+  warmup_ratio: 0.1
   seed: 42
+  # class_weights: balanced  # when one label is rare
   early_stopping:
-    metric: accuracy         # accuracy | macro_f1 | loss on the validation split
-    patience: 3              # epochs without gain before stopping
+    patience: 10             # metric: accuracy, or macro_f1 when the train split is imbalanced
+  # self_training: {{rounds: 1, share: 0.5, epochs: 3}}   # needs data.unlabeled
   # report_to: [tensorboard] # logs to <output_dir>/tensorboard; mlflow and wandb work too
 output_dir: {output}         # the run directory (relative to this file)
 """),

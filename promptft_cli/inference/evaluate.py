@@ -50,7 +50,9 @@ def _rows_of(path: Path, predictor: "Predictor", prepared: bool = False) -> list
 def evaluate(predictor: "Predictor", rows: list[dict[str, str]], batch_size: int | None = None) -> Metrics:
     """The task's test metrics of the predictor's model on labelled rows."""
     split = predictor.encode(rows)
-    return predictor.task.test_metrics(predictor.infer(split, batch_size), split, predictor.labels)
+    # A prompt ensemble encodes the rows once per pair (each its own template), so it scores rows, not a split.
+    outputs = predictor.proba(rows, batch_size) if predictor.members else predictor.infer(split, batch_size)
+    return predictor.task.test_metrics(outputs, split, predictor.labels)
 
 
 def evaluate_target(target: Path, data: Path | None = None, overrides: list[str] | None = None,

@@ -46,6 +46,11 @@ class Predictor:
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
     demonstration_rows: list[dict[str, str]] | None = None
     """Generation: the training rows that in-context demonstrations are drawn from, when configured."""
+    calibration: Any = None
+    """tasks.calibration.Calibration applied to every batch of probabilities (the run's calibration.json)."""
+    members: list["Predictor"] | None = None
+    """A zero-shot prompt ensemble: one predictor per pair, combined by `weights` (prompting/ensembles.py)."""
+    weights: list[float] | None = None
     task: Task = field(init=False)
     encode: Encoder = field(init=False, repr=False)
     """rows -> encoded split, as in training (template, demonstrations, label indices when `labelled`)."""
@@ -91,10 +96,14 @@ class Predictor:
         rows = run_training_rows(run_dir) if cfg.prompt.demonstrations is not None else None
         if cfg.task == "generation":
             return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstration_rows=rows)
+        from promptft_cli.tasks.calibration import Calibration
+
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the training split the run saved, as in training
             demos = demonstrations_for(cfg, rows, labels, tokenizer)
-        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos)
+        # A checkpoint of an unfinished run has no fitted calibration yet: the configured mode, fitted now.
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos,
+                   calibration=Calibration.load(run_dir) if checkpoint is None else None).calibrated()
 
     @classmethod
     def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -109,6 +118,8 @@ class Predictor:
 
         if cfg.task == "generation":
             return cls._zero_shot_generation(cfg)
+        if cfg.prompt.ensemble:
+            return cls.ensemble_from_config(cfg, labels)
         if cfg.prompt.resolved_head != "verbalizer":
             raise PromptftError("zero-shot scoring needs a verbalizer (label → words) and head 'verbalizer'; "
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
@@ -120,7 +131,39 @@ class Predictor:
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
             demos = demonstrations_for(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
-        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True).calibrated()
+
+    @classmethod
+    def ensemble_from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
+        """Zero-shot PET ensemble: every pair scores the rows; weighted by train accuracy when configured."""
+        from promptft_cli.data.prepare import prepare
+        from promptft_cli.prompting.ensembles import accuracy_weights, member_configs, member_errors
+        from promptft_cli.tasks.calibration import Calibration
+
+        configs = member_configs(cfg)
+        labels = [str(label) for label in (labels or configs[0].prompt.verbalizer)]  # one label order for all
+        members = []
+        for i, member_cfg in enumerate(configs):
+            with member_errors(i):
+                members.append(cls.from_config(member_cfg, labels))
+        first, weights = members[0], None
+        if cfg.prompt.ensemble_weighting == "accuracy":
+            rows = prepare(cfg, first.tokenizer)["train"].rows
+            index = {label: i for i, label in enumerate(labels)}
+            weights = accuracy_weights([m.proba(rows) for m in members], [index[r["label"]] for r in rows])
+        return cls(configs[0], labels, first.tokenizer, first.template, first.model, zero_shot=True,
+                   calibration=Calibration("none"), members=members, weights=weights)
+
+    def calibrated(self) -> "Predictor":
+        """Classification: fit the configured calibration (contextual prior; no temperature) unless one was loaded."""
+        from promptft_cli.tasks.calibration import calibrate
+
+        if self.calibration is None and self.cfg.task == "classification":
+            predict = lambda split: self.task.infer(self.model, split, self.cfg.train.eval_batch_size)  # noqa: E731
+            self.calibration = calibrate(self.cfg.prompt.calibration, predict,
+                                         lambda rows: self.encode(rows, labelled=False), self.cfg.data.columns,
+                                         self.tokenizer)
+        return self
 
     @classmethod
     def _zero_shot_generation(cls, cfg: Config) -> "Predictor":
@@ -161,13 +204,19 @@ class Predictor:
     def infer(self, split, batch_size: int | None = None):
         """The task's outputs (classification: label probabilities) for an encoded split."""
         self.truncated += split.truncated
-        return self.task.infer(self.model, split, batch_size or self.cfg.train.eval_batch_size)
+        outputs = self.task.infer(self.model, split, batch_size or self.cfg.train.eval_batch_size)
+        # Batch calibration treats the split as the batch (predict: a chunk of CHUNK_ROWS rows).
+        return self.calibration.apply(outputs) if self.calibration is not None else outputs
 
     def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None, max_length: int | None = None):
-        """Label probabilities, one row per input row, columns in `labels` order.
+        """Label probabilities, one row per input row, columns in `labels` order (a prompt ensemble's combined).
 
         `max_length`: cut inputs to this many tokens instead of model.max_length (the server's --max-input-tokens).
         """
+        if self.members:
+            from promptft_cli.prompting.ensembles import combine
+
+            return combine([m.proba(rows, batch_size, max_length) for m in self.members], self.weights)
         encode = self.encode if max_length in (None, self.cfg.model.max_length) else self._encoder_cut_at(max_length)
         return self.infer(encode(rows, labelled=False), batch_size)
 

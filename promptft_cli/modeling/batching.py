@@ -44,8 +44,22 @@ def collate(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[st
     if split.soft_positions[indices[0]]:
         batch["soft_positions"] = torch.tensor([split.soft_positions[i] for i in indices], dtype=torch.long)
     if split.labels is not None:
-        batch["labels"] = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
+        batch["labels"] = label_tensor([split.labels[i] for i in indices])
     return batch
+
+
+def label_tensor(labels: Sequence) -> torch.Tensor:
+    """Class indices as a long tensor; with any soft label (a distribution, from distillation) float rows, indices one-hot."""
+    soft = [y for y in labels if isinstance(y, (list, tuple))]
+    if not soft:
+        return torch.tensor(list(labels), dtype=torch.long)
+    out = torch.zeros(len(labels), len(soft[0]))
+    for row, y in enumerate(labels):
+        if isinstance(y, (list, tuple)):
+            out[row] = torch.tensor(y, dtype=torch.float32)
+        else:
+            out[row, int(y)] = 1.0
+    return out
 
 
 def train_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:

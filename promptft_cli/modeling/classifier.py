@@ -104,7 +104,9 @@ def build_head(cfg: "Config", kind: str, backbone, tokenizer, labels: list[str],
     if verbalizer is None:  # the config schema already requires it; a clear message if called directly
         raise PromptftError("head 'verbalizer' needs prompt.verbalizer (label → words)", field=VERBALIZER_FIELD)
     if kind in ("mlm", "causal"):
-        return LMVerbalizerHead(verbalizer, combine, causal=kind == "causal")
+        multi = cfg.prompt.multi_mask and kind == "mlm"
+        return LMVerbalizerHead(verbalizer, combine, causal=kind == "causal",
+                                mask_token_id=tokenizer.mask_token_id if multi else None)
     vectors, owners = label_phrase_vectors(backbone, tokenizer, verbalizer, pooling, combine)
     return SimilarityHead(vectors, owners, len(labels), pooling, combine)
 
@@ -120,7 +122,9 @@ def _check_positions(cfg: "Config", kind: str, hf_config, verbalizer: Verbalizer
     if not limit:
         return
     label_tokens = 0
-    if kind == "causal" and cfg.prompt.resolved_head == "verbalizer" and verbalizer is not None:
+    # A causal LM appends a word's tokens after the template; multi-mask decoding inserts one {mask} per token.
+    appends = kind == "causal" or kind == "mlm" and cfg.prompt.multi_mask
+    if appends and cfg.prompt.resolved_head == "verbalizer" and verbalizer is not None:
         label_tokens = max(len(ids) for words in verbalizer.token_ids.values() for ids in words) - 1
     total = cfg.model.max_length + virtual + label_tokens
     if total <= limit:

@@ -47,7 +47,9 @@ class FeatureCache:
         import torch
 
         labels = encoded.labels
-        targets = torch.tensor(labels, dtype=torch.long)
+        from promptft_cli.modeling.batching import label_tensor
+
+        targets = label_tensor(labels)  # soft labels (PET distillation) stay distributions
 
         def collate(idx: list[int]) -> dict[str, torch.Tensor]:
             table = self.tables[split]

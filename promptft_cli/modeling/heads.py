@@ -121,28 +121,44 @@ class LMVerbalizerHead(Head):
 
     cacheable_features = True
 
-    def __init__(self, verbalizer: Verbalizer, combine: str, causal: bool) -> None:
+    def __init__(self, verbalizer: Verbalizer, combine: str, causal: bool, mask_token_id: int | None = None) -> None:
         super().__init__()
         self.causal = causal
+        # PET's multi-mask decoding: a word of n tokens gets n {mask} slots (one row per distinct length) and
+        # scores log p(t1..tn) = sum of log p(ti at mask i), the product of its token probabilities.
+        self.mask_token_id = None if causal else mask_token_id
         words = [(i, ids) for i, label in enumerate(verbalizer.labels) for ids in verbalizer.token_ids[label]]
-        # A causal row holds a word minus its last token; with a mask there is one row, read once.
-        self.continuations = list(dict.fromkeys(ids[:-1] for _, ids in words)) if causal else [()]
+        if causal:  # a causal row holds a word minus its last token
+            self.continuations = list(dict.fromkeys(ids[:-1] for _, ids in words))
+        elif self.mask_token_id is not None:
+            self.continuations = list(dict.fromkeys(((self.mask_token_id,) * (len(ids) - 1)) for _, ids in words))
+        else:  # one mask, one row, read once
+            self.continuations = [()]
         self.steps = 1 + max(len(c) for c in self.continuations)
         row, step, token, owner = [], [], [], []
         for w, (_, ids) in enumerate(words):
             for i, tok in enumerate(ids):
-                row.append(self.continuations.index(ids[:-1]) if causal else 0)
-                step.append(i if causal else 0)
+                row.append(self.continuations.index(self._row_key(ids)))
+                step.append(i if causal or self.mask_token_id is not None else 0)
                 token.append(tok)
                 owner.append(w)
         for name, values in (("row", row), ("step", step), ("token", token)):
             self.register_buffer(f"token_{name}", torch.tensor(values, dtype=torch.long), persistent=False)
         per_word = torch.zeros(len(words), len(token))
         per_word[owner, torch.arange(len(token))] = 1.0
-        self.register_buffer("token_to_word", per_word / per_word.sum(1, keepdim=True), persistent=False)
+        if self.mask_token_id is None:  # one position per token read: the mean log-probability (OpenPrompt's `mean`)
+            per_word = per_word / per_word.sum(1, keepdim=True)
+        self.register_buffer("token_to_word", per_word, persistent=False)
         self.labels = LabelCombiner([label for label, _ in words], len(verbalizer.labels), combine)
 
+    def _row_key(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        if self.causal:
+            return ids[:-1]
+        return (self.mask_token_id,) * (len(ids) - 1) if self.mask_token_id is not None else ()
+
     def expand(self, input_ids, attention_mask, mask_positions):
+        if not self.causal and self.mask_token_id is not None:
+            return self._expand_masks(input_ids, attention_mask, mask_positions)
         if not self.causal:
             return input_ids, attention_mask, mask_positions.unsqueeze(1)
         lengths = attention_mask.sum(1)
@@ -160,6 +176,28 @@ class LMVerbalizerHead(Head):
         steps = torch.arange(self.steps, device=input_ids.device)
         read = (lengths - 1).unsqueeze(1) + steps  # position before each token: it predicts that token
         return ids.view(batch * rows, -1), mask.view(batch * rows, -1), read.repeat_interleave(rows, dim=0)
+
+    def _expand_masks(self, input_ids, attention_mask, mask_positions):
+        """One row per distinct word length L: the {mask} repeated L times, the rest of the input shifted right."""
+        batch, width = input_ids.shape
+        extra = self.steps - 1
+        j = torch.arange(width + extra, device=input_ids.device).unsqueeze(0)  # positions of the new rows
+        m = mask_positions.unsqueeze(1)
+        rows_ids, rows_mask = [], []
+        for continuation in self.continuations:
+            n = len(continuation) + 1  # masks in this row
+            source = torch.where(j < m, j, j - (n - 1))  # where each new position reads from in the old row
+            inside = source < width
+            ids = input_ids.gather(1, source.clamp(max=width - 1).expand(batch, -1))
+            mask = attention_mask.gather(1, source.clamp(max=width - 1).expand(batch, -1)) * inside
+            slots = (j >= m) & (j < m + n)
+            rows_ids.append(torch.where(slots, torch.full_like(ids, self.mask_token_id), ids))
+            rows_mask.append(torch.where(slots, torch.ones_like(mask), mask))
+        ids = torch.stack(rows_ids, 1).view(batch * len(self.continuations), -1)
+        mask = torch.stack(rows_mask, 1).view(batch * len(self.continuations), -1)
+        steps = torch.arange(self.steps, device=input_ids.device)
+        read = (m + steps).repeat_interleave(len(self.continuations), dim=0)
+        return ids, mask, read.clamp(max=width + extra - 1)
 
     def reading(self, backbone, positions):
         return project_only_at(backbone.get_output_embeddings(), positions)

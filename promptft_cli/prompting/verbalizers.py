@@ -46,6 +46,9 @@ def check_combination(cfg: "Config", kind: str, template: Template, tokenizer) -
     if template.has_mask and tokenizer.mask_token_id is None:
         raise PromptftError("the model's tokenizer has no mask token; remove {mask} from the template",
                             field=TEMPLATE_FIELD)
+    if cfg.prompt.multi_mask and template.n_soft:  # the inserted masks would shift the {soft} positions
+        raise PromptftError("prompt.multi_mask inserts {mask} slots, which {soft} vectors in the template do not "
+                            "follow yet; remove one of them", field="prompt.multi_mask")
     frozen = METHODS[cfg.method.name].frozen_backbone
     if frozen and head == "verbalizer" and kind in ("mlm", "causal") and not template.n_soft:
         raise PromptftError(

@@ -187,9 +187,18 @@ def _transformers_usage(name: str, cfg: Config, info: runs.RunInfo, base: str, p
         "    mask = torch.cat([mask.new_ones(mask.shape[0], extra), mask], dim=1)",
         *pooling,
         '    logits = pooled @ head["head.linear.weight"].T + head["head.linear.bias"]',
-        "    return logits.softmax(-1)", "```\n",
+        *_softmax_code(run_dir), "```\n",
     ]
     return "\n".join(code)
+
+
+def _softmax_code(run_dir: Path) -> list[str]:
+    """The probabilities as promptft gives them: divided by the temperature fitted on validation, if any."""
+    path = run_dir / "calibration.json"  # tasks/calibration.FILE; a linear head has no other correction
+    temperature = runs.read_json(path).get("temperature", 1.0) if path.is_file() else 1.0
+    if temperature == 1.0:
+        return ["    return logits.softmax(-1)"]
+    return [f"    return (logits / {temperature!r}).softmax(-1)  # temperature fitted on validation (calibration.json)"]
 
 
 def _pooling(cfg: Config, base: str, run_dir: Path) -> str:

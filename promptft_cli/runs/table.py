@@ -118,7 +118,7 @@ def load_row(run_dir: Path, root: Path | None = None) -> RunRow:
         row.task, row.model = cfg.get("task"), (cfg.get("model") or {}).get("name")
         row.method, row.head = (cfg.get("method") or {}).get("name"), _head(cfg)
         row.shots = (f"k={few['k']} x {len(seeds)} seeds" if seeds else f"k={few['k']}") if few.get("k") else None
-        row.best_metric = ((cfg.get("train") or {}).get("early_stopping") or {}).get("metric", "accuracy")
+        row.best_metric = ((cfg.get("train") or {}).get("early_stopping") or {}).get("metric") or _resolved_metric(run_dir)
     _fill_info(row, run_dir)
     _fill_metrics(row, run_dir)
     _fill_summary(row, run_dir)
@@ -304,3 +304,11 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out[f"{prefix}{key}"] = value
     return out
 
+
+
+def _resolved_metric(run_dir: Path) -> str:
+    """The metric the loop chose when the config left it to the data (metrics.json records it)."""
+    try:
+        return runs.read_json(run_dir / runs.METRICS).get("early_stopping_metric") or "accuracy"
+    except PromptftError:  # no or unreadable metrics.json: the column stays as for older runs
+        return "accuracy"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from promptft_cli.tasks.base import Encoder, Metrics, Task
@@ -40,11 +40,20 @@ class ClassificationMetrics(Metrics):
     """The epoch whose checkpoint was tested (set by the training loop)."""
     zero_shot: bool = False
     """Scored by the untrained template + verbalizer."""
+    ece: float | None = None
+    """Expected calibration error of the probabilities (15 equal-width confidence bins; tasks/calibration.py)."""
+    early_stopping_metric: str | None = None
+    """The validation metric that picked the checkpoint (set by the loop; chosen from the data when not configured)."""
+    temperature: float | None = None
+    """The temperature fitted on validation after training (train.temperature_scaling)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "n": self.n, "labels": list(self.labels),
                "per_class": {label: asdict(s) for label, s in self.per_class.items()},
                "confusion_matrix": self.confusion_matrix}
+        for name in ("ece", "early_stopping_metric", "temperature"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if self.best_epoch is not None:
             out["best_epoch"] = self.best_epoch
         if self.zero_shot:
@@ -110,8 +119,10 @@ def _ratio(num, den):
 def metrics_from_proba(probs, y_true: Sequence[int], labels: Sequence[str]) -> ClassificationMetrics:
     import numpy as np
 
+    from promptft_cli.tasks.calibration import expected_calibration_error
+
     y_pred = np.asarray(probs).argmax(axis=1).tolist() if len(y_true) else []
-    return compute_metrics(list(y_true), y_pred, labels)
+    return replace(compute_metrics(list(y_true), y_pred, labels), ece=expected_calibration_error(probs, list(y_true)))
 
 
 def encoder_for(cfg: "Config", tokenizer, labels: Sequence[str], demonstrations: "Demonstrations | None") -> Encoder:
@@ -148,11 +159,17 @@ class ClassificationTask(Task):
 
         return build_classifier(cfg, labels, tokenizer, report=report)
 
+    class_weights: "torch.Tensor | None" = None
+    """Per-label loss weights (train.class_weights), set by the loop from the train split (tasks/imbalance.py)."""
+
     def loss(self, model, batch) -> tuple["torch.Tensor", int]:
-        import torch
+        from promptft_cli.tasks.imbalance import weighted_loss
 
         labels = batch.pop("labels")
-        return torch.nn.functional.cross_entropy(model(**batch).float(), labels), labels.size(0)
+        logits = model(**batch)
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device)
+        # Soft labels (distributions, from PET distillation) train with the soft cross-entropy.
+        return weighted_loss(logits, labels, weights), labels.size(0)
 
     def inference_batches(self, model, split, batch_size: int) -> list[list[int]]:
         from promptft_cli.modeling.batching import inference_batches

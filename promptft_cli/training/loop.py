@@ -16,6 +16,7 @@ from promptft_cli.errors import Interrupted, PromptftError
 from promptft_cli.methods import METHODS
 from promptft_cli.progress import Tracked, TrainProgress, status
 from promptft_cli.runs import model_card, plots
+from promptft_cli.tasks import calibration, imbalance
 from promptft_cli.tasks.base import Encoder, Metrics, Task, get_task
 from promptft_cli.training import distributed, tracking
 
@@ -91,6 +92,10 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Run:
     """
     from promptft_cli.training.checkpoints import check_resumable
 
+    if cfg.prompt.ensemble:  # the run is PET's final model; its own prompt defaults to the first pair's
+        from promptft_cli.training import distillation
+
+        cfg = distillation.final_config(cfg)
     run_dir, main = cfg.run_dir, distributed.is_main()
     distributed.check_supported(cfg)
     tracking.check_installed(cfg.train.report_to)  # before anything is written: a missing tracker is a config problem
@@ -111,6 +116,8 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Run:
     handler = _log_to(run_dir / runs.LOG) if main else logging.NullHandler()
     try:
         s = setup(cfg)
+        if cfg.prompt.ensemble:
+            return distillation.run(s, train, _run)
         result = _run(s, run_dir, resume)
         if cfg.train.self_training:
             from promptft_cli.training import self_training
@@ -135,7 +142,8 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> Run:
     from promptft_cli.modeling.weights import load_weights
     from promptft_cli.training.checkpoints import LoopState, StopOnSignal
 
-    cfg, tc, task, metric = s.cfg, s.cfg.train, s.task, s.cfg.train.early_stopping.metric
+    cfg, tc, task = s.cfg, s.cfg.train, s.task
+    metric = _loss_setup(s)
     p = _prepare(s, run_dir, resume)
     st = p.keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
     if p.main:
@@ -167,8 +175,15 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> Run:
     p.accelerator.wait_for_everyone()  # every process loads the best checkpoint the main process wrote
     with distributed.full_weights(p.accelerator, p.model, writeback=True):
         load_weights(p.accelerator.unwrap_model(p.model), run_dir / runs.CHECKPOINT)
+    cal = _calibrate(s, p)
+    outputs = _outputs(s, p, "test")
     # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
-    metrics = replace(task.test_metrics(_outputs(s, p, "test"), s.encoded["test"], s.labels), best_epoch=st.best_epoch)
+    metrics = replace(task.test_metrics(cal.apply(outputs) if cal else outputs, s.encoded["test"], s.labels),
+                      best_epoch=st.best_epoch)
+    if cal is not None:
+        metrics = replace(metrics, early_stopping_metric=metric, temperature=cal.temperature)
+        if p.main:
+            runs.write_json_atomic(run_dir / calibration.FILE, cal.to_json())
     _write_results(s, p, run_dir, metrics, st.step, st.best_epoch, seconds)
     return Run(run_dir, metrics, st.best_epoch, st.best or {}, seconds, p.trainable)
 
@@ -304,6 +319,41 @@ def _write_results(s: Setup, p: _Parts, run_dir: Path, metrics: Metrics, step: i
         info.save(run_dir)
         figures = " and ".join(f for f in (plots.CURVES, plots.CONFUSION) if (run_dir / f).exists())
         status(f"saved {figures} and the model card {model_card.README} in {run_dir}")
+
+
+def _loss_setup(s: Setup) -> str:
+    """The early-stopping metric (classification: macro-F1 on an imbalanced train split) and the task's label weights."""
+    from promptft_cli.config import TASKS
+
+    configured = s.cfg.train.early_stopping.metric
+    if s.cfg.task != "classification":
+        return configured or TASKS[s.cfg.task].stopping_metrics[0]
+    import torch
+
+    hard = [int(y) for y in s.encoded["train"].labels if not isinstance(y, (list, tuple))]  # soft labels carry no count
+    metric = imbalance.early_stopping_metric(configured, hard, len(s.labels))
+    if configured is None and metric == "macro_f1":
+        status("the train split is imbalanced: early stopping on validation macro-F1 (set train.early_stopping.metric to change)")
+        log.info("train split imbalanced (%s): early stopping on macro_f1", imbalance.label_counts(hard, len(s.labels)))
+    weights = imbalance.class_weights(s.cfg.train.class_weights, s.labels, hard)
+    if weights is not None:
+        log.info("class weights: %s", dict(zip(s.labels, (round(w, 4) for w in weights))))
+    s.task.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+    return metric
+
+
+def _calibrate(s: Setup, p: "_Parts"):
+    """Classification: the contextual prior (prompt.calibration) and validation temperature of the best model."""
+    if s.cfg.task != "classification":
+        return None
+    model = distributed.eval_model(p.accelerator, p.model)
+
+    def predict(split):
+        return distributed.infer(s.task, model, split, s.cfg.train.eval_batch_size)
+
+    val = s.encoded["validation"] if s.cfg.train.temperature_scaling else None
+    return calibration.calibrate(s.cfg.prompt.calibration, predict, lambda rows: s.encode(rows, labelled=False),
+                                 s.cfg.data.columns, s.tokenizer, val)
 
 
 def _fused_adamw(params) -> bool:

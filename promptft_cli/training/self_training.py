@@ -22,10 +22,12 @@ from promptft_cli import runs
 from promptft_cli.data.reading import UNLABELED
 from promptft_cli.progress import status
 from promptft_cli.runs import model_card, plots
+from promptft_cli.tasks import calibration
 from promptft_cli.training import distributed
 
 log = logging.getLogger("promptft.self_training")
 SUMMARY = "self_training.json"
+CALIBRATION = calibration.FILE
 BEST_ROUND = ".self-training-best"  # the best round so far, while later rounds train
 
 
@@ -54,8 +56,6 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     labelled validation split as usual. The round with the best validation score (ties: the earlier) is
     the run's model: a round can drift on its own pseudo-labels, and validation is what tells.
     """
-    from accelerate.utils import set_seed
-
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
     st = cfg.train.self_training
     pool, leaked = without_evaluation_texts(s.data[UNLABELED].rows, [s.data[n].rows for n in ("validation", "test")],
@@ -66,6 +66,8 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
         log.warning("%s", message)
     pool_encoded = s.encode(pool, labelled=False)
     result, best, total_seconds = first, (0, first), first.train_seconds
+    # The metric the loop chose (null in the config: from the train split, see tasks/imbalance.py).
+    metric = cfg.train.early_stopping.metric or getattr(first.metrics, "early_stopping_metric", None) or "accuracy"
     rounds = [_round_summary(0, first, None)]
     if main:
         _keep_best(run_dir, 0)
@@ -83,19 +85,15 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
             _archive_round(run_dir, r - 1)
             runs.write_jsonl_atomic(run_dir / runs.DATA / f"pseudo_labeled-round-{r}.jsonl",
                                     [{**row, "confidence": round(float(probs[i].max()), 4)} for row, (i, _) in zip(pseudo, picks)])
-        set_seed(cfg.train.seed)  # the same initialisation as the supervised run: rounds differ only in data
-        model = s.task.build_model(cfg, s.tokenizer, s.labels)
-        encoded = {**s.encoded, "train": s.encode(s.data["train"].rows + pseudo)}
-        s = replace(s, cfg=round_cfg, model=model, encoded=encoded)
-        result = train_round(s, run_dir)
+        s, result = retrain(s, s.encode(s.data["train"].rows + pseudo), round_cfg, train_round)
         total_seconds += result.train_seconds
         rounds.append(_round_summary(r, result, counts))
-        if _improves(result, best[1], cfg.train.early_stopping.metric):
+        if _improves(result, best[1], metric):
             best = (r, result)
             if main:
                 _keep_best(run_dir, r)
     chosen, result = best
-    message = f"self-training: keeping round {chosen} (best validation {cfg.train.early_stopping.metric})"
+    message = f"self-training: keeping round {chosen} (best validation {metric})"
     status(message)
     log.info("%s", message)
     if main:
@@ -108,6 +106,31 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
     return result
+
+
+def retrain(s, train_split, round_cfg, train_round: Callable[[Any, Path], Any]):
+    """A fresh model, initialised as the supervised run was, trained on `train_split`; returns (setup, result).
+
+    Rounds differ only in data. Self-training passes labelled + pseudo-labelled rows; PET distillation
+    (training/distillation.py) labelled rows + soft-labelled ones (`with_soft_labels`).
+    """
+    from accelerate.utils import set_seed
+
+    set_seed(s.cfg.train.seed)
+    model = s.task.build_model(s.cfg, s.tokenizer, s.labels)
+    s = replace(s, cfg=round_cfg, model=model, encoded={**s.encoded, "train": train_split})
+    return s, train_round(s, s.cfg.run_dir)
+
+
+def with_soft_labels(labelled, unlabelled, soft: np.ndarray):
+    """One encoded split: the labelled examples (class indices) followed by the unlabelled ones with distributions."""
+    from promptft_cli.prompting.encoding import EncodedSplit
+
+    return EncodedSplit(input_ids=labelled.input_ids + unlabelled.input_ids,
+                        mask_positions=labelled.mask_positions + unlabelled.mask_positions,
+                        soft_positions=labelled.soft_positions + unlabelled.soft_positions,
+                        labels=list(labelled.labels) + [[float(v) for v in row] for row in soft],
+                        truncated=labelled.truncated + unlabelled.truncated)
 
 
 def without_evaluation_texts(pool: list[dict], evaluation: list[list[dict]], columns: list[str]) -> tuple[list[dict], int]:
@@ -136,6 +159,8 @@ def _keep_best(run_dir: Path, r: int) -> None:
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(run_dir / runs.CHECKPOINT, kept / runs.CHECKPOINT)
     shutil.copy2(run_dir / runs.METRICS, kept / runs.METRICS)
+    if (run_dir / CALIBRATION).is_file():  # the round's own calibration goes with its checkpoint
+        shutil.copy2(run_dir / CALIBRATION, kept / CALIBRATION)
 
 
 def _restore_best(run_dir: Path, r: int, last: int, result) -> None:
@@ -146,6 +171,8 @@ def _restore_best(run_dir: Path, r: int, last: int, result) -> None:
         shutil.rmtree(run_dir / runs.CHECKPOINT)
         (kept / runs.CHECKPOINT).rename(run_dir / runs.CHECKPOINT)
         runs.write_bytes_atomic(run_dir / runs.METRICS, (kept / runs.METRICS).read_bytes())
+        if (kept / CALIBRATION).is_file():
+            runs.write_bytes_atomic(run_dir / CALIBRATION, (kept / CALIBRATION).read_bytes())
         history = run_dir / runs.HISTORY
         shutil.copy2(history.with_name(f"{history.stem}-round-{r}{history.suffix}"), history)
         plots.write_run_plots(run_dir, result.metrics, result.best_epoch)
