@@ -12,12 +12,15 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from promptft_cli.errors import PromptftError
 from promptft_cli.methods import METHODS, MethodOptions
+from promptft_cli.runs.layout import write_text_atomic
+from promptft_cli.tasks.base import TASKS
 
 
 class Section(BaseModel):
@@ -150,11 +153,26 @@ class MethodConfig(BaseModel):
         return {"name": self.name, **self.options.model_dump()}
 
 
+def _check_stopping_metric(metric: str, task: str) -> None:
+    accepted = TASKS[task].stopping_metrics
+    if metric not in accepted:
+        raise ValueError(f"'{metric}' is not a validation metric of task {task}; choose one of: {', '.join(accepted)}")
+
+
 class EarlyStoppingConfig(Section):
     patience: int = Field(5, ge=1)
     """Evaluations without improvement before training stops."""
-    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
-    """Validation metric that picks the best checkpoint."""
+    metric: str | None = None
+    """Validation metric that picks the best checkpoint: one the task computes (classification: accuracy, macro_f1, loss); null: the task's first (accuracy)."""
+
+    @field_validator("metric")
+    @classmethod
+    def _a_metric_of_the_task(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # validate_config passes the task, so the error names this field and its line; Config checks again.
+        task = (info.context or {}).get("task")
+        if v is not None and task in TASKS:
+            _check_stopping_metric(v, task)
+        return v
 
 
 class SelfTrainingConfig(Section):
@@ -200,8 +218,8 @@ class TrainConfig(Section):
 
 
 class Config(Section):
-    task: Literal["classification"] = "classification"
-    """The task type."""
+    task: str = "classification"
+    """The task type: one of the registered tasks (classification)."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     prompt: PromptConfig = Field(default_factory=PromptConfig)
@@ -214,6 +232,21 @@ class Config(Section):
     @classmethod
     def _method_default(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task '{v}'; choose one of: {', '.join(TASKS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _stopping_metric_of_the_task(self) -> "Config":
+        es = self.train.early_stopping
+        if es.metric is None:
+            es.metric = TASKS[self.task].stopping_metrics[0]
+        _check_stopping_metric(es.metric, self.task)
+        return self
 
     @model_validator(mode="after")
     def _unlabeled_pairs_with_self_training(self) -> "Config":
@@ -306,7 +339,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 def validate_config(raw: dict[str, Any], source: Path | None = None) -> Config:
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"task": raw.get("task", "classification")})
     except ValidationError as exc:
         raise _friendly(exc, raw, source) from None
 
@@ -395,6 +428,4 @@ def _line_of(source: Path | None, loc: list[str]) -> int | None:
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config (every default filled in) as YAML."""
-    from promptft_cli.runs.layout import write_text_atomic
-
     write_text_atomic(path, yaml.safe_dump(cfg.dump(), sort_keys=False, allow_unicode=True))

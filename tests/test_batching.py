@@ -16,7 +16,7 @@ from promptft_cli.modeling.batching import (
     train_batches,
 )
 from promptft_cli.prompting.encoding import EncodedSplit
-from promptft_cli.tasks.classification import predict_proba
+from promptft_cli.tasks.classification import ClassificationTask
 
 lengths_st = st.lists(st.integers(min_value=1, max_value=128), min_size=1, max_size=600)
 
@@ -126,7 +126,7 @@ def test_predict_proba_restores_the_input_order(batch_size):
     lengths = [random.Random(i).randint(1, 30) for i in range(57)]
     split = _split(lengths)
     model = _LengthAwareClassifier()
-    got = predict_proba(model, split, batch_size)
+    got = ClassificationTask().infer(model, split, batch_size)
     with torch.no_grad():
         want = [torch.softmax(model(**collate(split, [i], 0)), -1)[0].numpy() for i in range(len(split))]
     assert got.shape == (57, 3)

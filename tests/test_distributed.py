@@ -65,29 +65,40 @@ def test_a_slice_is_contiguous_so_lengths_stay_grouped():
 # --- gathered evaluation (single-process parts) ---
 
 
-def test_gathered_rows_come_back_in_original_order_without_the_padding():
+def test_scored_pieces_come_back_in_the_split_order():
     import torch
 
+    from promptft_cli.tasks.classification import ClassificationTask
+
     probs = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    out = distributed._gather_rows([2, 0, 1], probs, width=5, total=3, num_labels=2)
+    out = ClassificationTask().assemble([([2, 0], probs[:2]), ([1], probs[2:])], total=3)
     assert (out == probs[[1, 2, 0]].numpy()).all()
 
 
-def test_single_process_predict_proba_is_the_plain_one(tiny_encoder, bert_tokenizer):
+def test_gathering_refuses_pieces_that_miss_or_repeat_an_example(monkeypatch):
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda obj: obj + obj)  # as if two processes sent the same rows
+    with pytest.raises(RuntimeError, match="scored 4 rows for 2 examples"):
+        distributed._gather_pieces(([0, 1], [0.5, 0.5]), total=2)
+
+
+def test_single_process_inference_is_the_plain_one(tiny_encoder, bert_tokenizer):
     import numpy as np
 
     from promptft_cli.modeling.classifier import build_classifier
     from promptft_cli.prompting.encoding import encode_rows
     from promptft_cli.prompting.templates import parse_template
-    from promptft_cli.tasks import classification as predict
+    from promptft_cli.tasks.classification import ClassificationTask
 
     cfg = validate_config({"model": {"name": str(tiny_encoder)}, "data": {"train": "x.csv"}, "method": "head"})
     classifier = build_classifier(cfg, ["neg", "pos"], bert_tokenizer)
     rows = [{"text": "it was " + "great " * (i % 5)} for i in range(11)]
     split = encode_rows(rows, parse_template("{text}"), bert_tokenizer, 32)
-    np.testing.assert_array_equal(distributed.predict_proba(classifier, split, 4), predict.predict_proba(classifier, split, 4))
+    task = ClassificationTask()
+    np.testing.assert_array_equal(distributed.infer(task, classifier, split, 4), task.infer(classifier, split, 4))
     # Other batch compositions change the last bits: why each process scores whole batches, as one process would.
-    np.testing.assert_allclose(predict.predict_proba(classifier, split, 4), predict.predict_proba(classifier, split, 11), atol=1e-6)
+    np.testing.assert_allclose(task.infer(classifier, split, 4), task.infer(classifier, split, 11), atol=1e-6)
 
 
 # --- what a launch or a machine cannot do ---

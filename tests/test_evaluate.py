@@ -19,7 +19,7 @@ def test_compute_metrics_by_hand():
     m = compute_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
     assert set(m) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n", "labels"}
     assert m["n"] == 5 and m["labels"] == ["a", "b", "c"] and m["accuracy"] == pytest.approx(0.6)
-    assert m["per_class"]["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert m.per_class["a"].support == 2 and m.to_dict()["per_class"]["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
     assert m["per_class"]["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
     assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}  # never predicted
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from promptft_cli.config import load_config
 from promptft_cli.modeling import feature_cache
 from promptft_cli.modeling.feature_cache import FeatureCache
-from promptft_cli.tasks.classification import predict_proba
+from promptft_cli.tasks.classification import ClassificationTask
 from promptft_cli.training import loop as train
 
 
@@ -24,23 +24,23 @@ def test_cached_features_predict_like_the_full_forward(toy_project):
     s = _setup(toy_project)
     torch.manual_seed(3)
     with torch.no_grad():  # a head with real weights, so the comparison is not between near-uniform outputs
-        s.classifier.head.linear.weight.normal_(0, 2.0)
-        s.classifier.head.linear.bias.normal_(0, 1.0)
-    cache = FeatureCache().fill(s.classifier, {"test": s.encoded["test"]}, batch_size=7)
-    assert cache.tables["test"].shape == (len(s.encoded["test"]), s.classifier.head.linear.in_features)
-    cached = cache.proba(s.classifier, "test")
-    full = predict_proba(s.classifier, s.encoded["test"], batch_size=5)
+        s.model.head.linear.weight.normal_(0, 2.0)
+        s.model.head.linear.bias.normal_(0, 1.0)
+    cache = FeatureCache().fill(s.model, {"test": s.encoded["test"]}, batch_size=7)
+    assert cache.tables["test"].shape == (len(s.encoded["test"]), s.model.head.linear.in_features)
+    cached = cache.infer(s.model, "test")
+    full = ClassificationTask().infer(s.model, s.encoded["test"], batch_size=5)
     assert abs(cached - full).max() < 1e-5
     assert cached.argmax(1).tolist() == full.argmax(1).tolist()
 
 
 def test_the_cache_applies_only_to_a_frozen_backbone_and_a_cacheable_head(toy_project):
     head = _setup(toy_project)
-    assert feature_cache.applies("head", head.classifier)
-    head.classifier.head.cacheable_features = False  # e.g. a head whose features() has weights of its own
-    assert not feature_cache.applies("head", head.classifier)
+    assert feature_cache.applies("head", head.model)
+    head.model.head.cacheable_features = False  # e.g. a head whose features() has weights of its own
+    assert not feature_cache.applies("head", head.model)
     lora = _setup(toy_project, "method.name=lora")
-    assert not feature_cache.applies("lora", lora.classifier)
+    assert not feature_cache.applies("lora", lora.model)
 
 
 @pytest.fixture

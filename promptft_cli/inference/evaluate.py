@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from promptft_cli import runs
 from promptft_cli.errors import PromptftError
-from promptft_cli.tasks.classification import metrics_from_proba
+from promptft_cli.tasks.base import Metrics
+
+if TYPE_CHECKING:
+    from promptft_cli.inference.predict import Predictor
 
 
 def labelled_rows(path: Path, columns: list[str], label_column: str, labels: Sequence[str], encoding: str = "utf-8") -> list[dict[str, str]]:
@@ -23,14 +27,14 @@ def labelled_rows(path: Path, columns: list[str], label_column: str, labels: Seq
     return split.rows
 
 
-def evaluate(predictor, rows: list[dict[str, str]], batch_size: int | None = None) -> dict[str, Any]:
-    index = {label: i for i, label in enumerate(predictor.labels)}
-    probs = predictor.proba(rows, batch_size)
-    return metrics_from_proba(probs, [index[r["label"]] for r in rows], predictor.labels)
+def evaluate(predictor: "Predictor", rows: list[dict[str, str]], batch_size: int | None = None) -> Metrics:
+    """The task's test metrics of the predictor's model on labelled rows."""
+    split = predictor.encode(rows)
+    return predictor.task.test_metrics(predictor.infer(split, batch_size), split, predictor.labels)
 
 
 def evaluate_target(target: Path, data: Path | None = None, overrides: list[str] | None = None,
-                    batch_size: int | None = None, checkpoint: Path | None = None) -> tuple[dict[str, Any], Path]:
+                    batch_size: int | None = None, checkpoint: Path | None = None) -> tuple[Metrics, Path]:
     """Evaluate a run directory, or the run of a config file; returns the metrics and the run directory.
 
     `checkpoint` scores a saved checkpoint instead of the finished run's best one (works on unfinished runs).
@@ -52,7 +56,7 @@ def evaluate_target(target: Path, data: Path | None = None, overrides: list[str]
     return evaluate(predictor, rows, batch_size), run_dir
 
 
-def _evaluate_zero_shot(predictor, data: Path | None, batch_size: int | None) -> dict[str, Any]:
+def _evaluate_zero_shot(predictor: "Predictor", data: Path | None, batch_size: int | None) -> Metrics:
     """Score the prepared test split (or `data`) with the untrained template + verbalizer."""
     from promptft_cli.data.prepare import prepare
 
@@ -66,7 +70,7 @@ def _evaluate_zero_shot(predictor, data: Path | None, batch_size: int | None) ->
         rows = labelled_rows(data, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
     else:
         rows = prepared["test"].rows
-    return {**evaluate(predictor, rows, batch_size), "zero_shot": True}
+    return replace(evaluate(predictor, rows, batch_size), zero_shot=True)
 
 
 def _run_dir_of(target: Path, overrides: list[str] | None) -> Path:
@@ -77,7 +81,7 @@ def _run_dir_of(target: Path, overrides: list[str] | None) -> Path:
     return load_config(target, overrides).run_dir
 
 
-def write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Path | None = None) -> list[Path]:
+def write_evaluation(metrics: Mapping[str, Any], run_dir: Path, data: Path | None = None) -> list[Path]:
     """Save metrics as JSON and their figure beside it in the run directory.
 
     The test split gives `evaluation.json` + `evaluation_confusion_matrix.png`; `--data FILE` gives

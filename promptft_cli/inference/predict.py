@@ -5,16 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from promptft_cli import runs
 from promptft_cli.config import Config, load_config
 from promptft_cli.data.reading import TextNotes, iter_records, text_value
 from promptft_cli.errors import PromptftError
 from promptft_cli.prompting.templates import Template
-from promptft_cli.tasks.classification import inference_device, predict_proba
+from promptft_cli.tasks.base import Encoder, Task, get_task
+from promptft_cli.tasks.classification import encoder_for, inference_device
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from promptft_cli.prompting.demonstrations import Demonstrations
 
 CHUNK_ROWS = 4096
 
@@ -24,24 +31,30 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass
 class Predictor:
-    """Everything needed to score rows: config, labels, tokenizer, template and the trained classifier."""
+    """Everything needed to score rows: config, task, labels, tokenizer, template and the trained model."""
 
     cfg: Config
     labels: list[str]
-    tokenizer: Any
+    tokenizer: "PreTrainedTokenizerBase"
     template: Template
-    classifier: Any
+    model: "nn.Module"
     truncated: int = 0
     """Inputs cut to model.max_length tokens so far."""
-    demonstrations: Any = None
+    demonstrations: "Demonstrations | None" = None
     """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
     zero_shot: bool = False
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
+    task: Task = field(init=False)
+    encode: Encoder = field(init=False, repr=False)
+    """rows -> encoded split, as in training (template, demonstrations, label indices when `labelled`)."""
+
+    def __post_init__(self) -> None:
+        self.task = get_task(self.cfg.task)
+        self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
         """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
-        from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
         from promptft_cli.prompting.demonstrations import from_run
@@ -54,11 +67,11 @@ class Predictor:
             weights, labels = weights_for(run_dir, checkpoint)
         cfg = load_config(run_dir / runs.CONFIG)
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, labels, tokenizer, report=False)
-        load_weights(classifier, weights)
+        model = get_task(cfg.task).build_model(cfg, tokenizer, labels, report=False)
+        load_weights(model, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
-            classifier.to(inference_device())
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier,
+            model.to(inference_device())
+        return cls(cfg, labels, tokenizer, template_for(cfg), model,
                    demonstrations=from_run(cfg, run_dir, labels, tokenizer))
 
     @classmethod
@@ -68,7 +81,6 @@ class Predictor:
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
         from promptft_cli.data.prepare import prepare
-        from promptft_cli.modeling.classifier import build_classifier
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.prompting.demonstrations import (
             from_config as demonstrations_from,
@@ -80,13 +92,13 @@ class Predictor:
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
         labels = [str(label) for label in (labels or cfg.prompt.verbalizer)]
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
-        classifier = build_classifier(cfg, labels, tokenizer)
+        model = get_task(cfg.task).build_model(cfg, tokenizer, labels)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):
-            classifier.to(inference_device())
+            model.to(inference_device())
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
             demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
-        return cls(cfg, labels, tokenizer, template_for(cfg), classifier, demonstrations=demos, zero_shot=True)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
@@ -103,13 +115,14 @@ class Predictor:
         status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
         return cls.from_config(cfg)
 
-    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
-        from promptft_cli.prompting.encoding import encode_rows
-
-        encode = self.demonstrations.encode_rows if self.demonstrations else encode_rows
-        split = encode(rows, self.template, self.tokenizer, self.cfg.model.max_length)
+    def infer(self, split, batch_size: int | None = None):
+        """The task's outputs (classification: label probabilities) for an encoded split."""
         self.truncated += split.truncated
-        return predict_proba(self.classifier, split, batch_size or self.cfg.train.eval_batch_size)
+        return self.task.infer(self.model, split, batch_size or self.cfg.train.eval_batch_size)
+
+    def proba(self, rows: Sequence[Mapping[str, str]], batch_size: int | None = None):
+        """Label probabilities, one row per input row, columns in `labels` order."""
+        return self.infer(self.encode(rows, labelled=False), batch_size)
 
 
 InputStats = TextNotes  # what predict noticed in its input: empty, numeric and cut texts, with line numbers
@@ -141,13 +154,10 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def predictions(predictor: Predictor, inputs: Iterable[tuple[dict, dict]], batch_size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Each input record with `prediction`, `confidence` and one `prob_<label>` per label added."""
+    """Each input record with the task's columns added (classification: `prediction`, `confidence`, `prob_<label>`)."""
     for chunk in chunked(inputs, CHUNK_ROWS):
-        probs = predictor.proba([clean for _, clean in chunk], batch_size)
-        for (record, _), p in zip(chunk, probs):
-            best = int(p.argmax())
-            added = {"prediction": predictor.labels[best], "confidence": round(float(p[best]), 6),
-                     **{f"prob_{label}": round(float(v), 6) for label, v in zip(predictor.labels, p)}}
+        outputs = predictor.proba([clean for _, clean in chunk], batch_size)
+        for (record, _), added in zip(chunk, predictor.task.prediction_columns(outputs, predictor.labels)):
             # An input column with an output's name (say, re-scoring an earlier predictions file) is kept
             # as input_<name>, not overwritten: predict never loses what it was given.
             yield {**{(f"input_{k}" if k in added else k): v for k, v in record.items()}, **added}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -90,12 +90,12 @@ class EpochBatches(torch.utils.data.Sampler):
         return -(-len(self.lengths) // self.batch_size)
 
 
-def loader(split: EncodedSplit, batch_sampler, pad_id: int) -> torch.utils.data.DataLoader:
-    """A DataLoader over indices whose collate builds padded tensors (so accelerate can shard it)."""
+def loader(n: int, batch_sampler, collate_fn: Callable[[list[int]], dict[str, torch.Tensor]]) -> torch.utils.data.DataLoader:
+    """A DataLoader over the indices of `n` examples whose `collate_fn` builds a batch's tensors (so accelerate can shard it)."""
     return torch.utils.data.DataLoader(
-        range(len(split)),
+        range(n),
         batch_sampler=batch_sampler,
-        collate_fn=lambda idx: collate(split, idx, pad_id),
+        collate_fn=collate_fn,
         # Its own generator: each new iterator draws a seed, and drawing from the global RNG would make a
         # resumed run's dropout differ from an uninterrupted one.
         generator=torch.Generator(),

@@ -20,7 +20,7 @@ def applies(method_name: str, classifier) -> bool:
     from promptft_cli.methods import METHODS
 
     return (METHODS[method_name].frozen_backbone
-            and getattr(classifier.head, "cacheable_features", False)
+            and getattr(getattr(classifier, "head", None), "cacheable_features", False)
             and not getattr(classifier, "virtual_tokens", 0)
             and not any(p.requires_grad for p in classifier.backbone.parameters()))
 
@@ -41,10 +41,12 @@ class FeatureCache:
             self.tables[name] = encode(classifier, split, batch_size)
         return self
 
-    def loader(self, split: str, labels: list[int], batch_sampler):
-        """Batches of cached features and labels in the sampler's order (accelerate can shard it like any loader)."""
+    def loader(self, split: str, encoded, batch_sampler):
+        """Batches of cached features and the labels of `encoded` (the split's EncodedSplit) in the sampler's
+        order (accelerate can shard it like any loader)."""
         import torch
 
+        labels = encoded.labels
         targets = torch.tensor(labels, dtype=torch.long)
 
         def collate(idx: list[int]) -> dict[str, torch.Tensor]:
@@ -55,8 +57,9 @@ class FeatureCache:
         return torch.utils.data.DataLoader(range(len(labels)), batch_sampler=batch_sampler, collate_fn=collate,
                                            generator=torch.Generator())
 
-    def proba(self, classifier, split: str):
-        """Class probabilities of a split from its cached features: what predict_proba gives, without the backbone."""
+    def infer(self, classifier, split: str):
+        """Class probabilities of a split from its cached features: what the classification task's `infer` gives,
+        without the backbone."""
         import torch
 
         table = self.tables[split]

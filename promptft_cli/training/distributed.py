@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from promptft_cli.errors import PromptftError
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
     from promptft_cli.config import Config, TrainConfig
+    from promptft_cli.tasks.base import Task
 
 # Methods that update backbone weights in place: they cannot train 8/4-bit weights, and fp16 weights
 # lose AdamW's small updates to rounding (the loss turns NaN within a few steps).
@@ -281,47 +281,35 @@ def eval_model(accelerator, model):
     return model if shards_weights(accelerator) else accelerator.unwrap_model(model)
 
 
-def predict_proba(classifier, split, batch_size: int) -> "np.ndarray":
-    """Class probabilities for every example, in the split's order, computed across all processes.
+def infer(task: "Task", model, split, batch_size: int) -> Any:
+    """The task's outputs for every example, in the split's order, computed across all processes.
 
-    The length-sorted inference batches are dealt out round-robin, each scored by one process exactly as a
-    single process would score it, then gathered; no example is scored twice or dropped, so metrics equal
-    a single-process evaluation, and every process gets the same array (and takes the same early-stopping
+    The task's inference batches are dealt out round-robin, each scored by one process exactly as a single
+    process would score it, then gathered; no example is scored twice or dropped, so metrics equal a
+    single-process evaluation, and every process gets the same outputs (and takes the same early-stopping
     decision).
     """
-    from promptft_cli.tasks import classification
-
     if state().num_processes == 1:
-        return classification.predict_proba(classifier, split, batch_size)
-    from promptft_cli.modeling.batching import inference_batches
-
-    batches = inference_batches(split.lengths, batch_size)
+        return task.infer(model, split, batch_size)
+    batches = task.inference_batches(model, split, batch_size)
     n, rank = state().num_processes, state().process_index
     mine = batches[rank::n]
     real = sum(len(b) for b in mine)
     # Sharded weights (FSDP) are gathered inside each forward: every process must run as many as the others.
     filler = [batches[0][:1]] * (math.ceil(len(batches) / n) - len(mine)) if batches else []
-    idx, probs = classification.score(classifier, split, mine + filler)
-    width = max(sum(len(b) for b in batches[r::n]) for r in range(n)) if batches else 0
-    return _gather_rows(idx[:real], probs[:real], width, len(split), classifier.num_labels)
+    idx, outputs = task.score(model, split, mine + filler)
+    return task.assemble(_gather_pieces((idx[:real], outputs[:real]), len(split)), len(split))
 
 
-def _gather_rows(idx: list[int], probs: "torch.Tensor", width: int, total: int, num_labels: int) -> "np.ndarray":
-    import torch
-    from accelerate.utils import gather
+def _gather_pieces(piece: tuple[list[int], Any], total: int) -> list[tuple[list[int], Any]]:
+    """Every process's (indices, outputs) piece, checked to cover the `total` examples exactly once."""
+    from accelerate.utils import gather_object
 
-    device = state().device  # NCCL gathers only GPU tensors, gloo CPU ones
-    rows = torch.full((width,), -1, dtype=torch.long)
-    rows[: len(idx)] = torch.tensor(idx, dtype=torch.long)
-    values = torch.zeros((width, num_labels))
-    values[: len(idx)] = probs
-    all_rows, all_values = gather(rows.to(device)).cpu(), gather(values.to(device)).cpu()
-    keep = all_rows >= 0  # the padding that made every process's tensor the same size
-    out = torch.empty((total, num_labels))
-    out[all_rows[keep]] = all_values[keep]
-    if keep.sum() != total or len(set(all_rows[keep].tolist())) != total:
-        raise RuntimeError(f"distributed evaluation scored {int(keep.sum())} rows for {total} examples")
-    return out.numpy()
+    pieces = gather_object([piece])  # pickled: outputs may be tensors (probabilities) or lists (texts)
+    rows = [i for idx, _ in pieces for i in idx]
+    if len(rows) != total or len(set(rows)) != total:
+        raise RuntimeError(f"distributed evaluation scored {len(rows)} rows for {total} examples")
+    return pieces
 
 
 def finish() -> None:

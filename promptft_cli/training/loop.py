@@ -6,16 +6,29 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Mapping
 
 from promptft_cli import runs
 from promptft_cli.config import Config, save_config
 from promptft_cli.errors import Interrupted, PromptftError
+from promptft_cli.methods import METHODS
 from promptft_cli.progress import Tracked, TrainProgress, status
 from promptft_cli.runs import model_card, plots
+from promptft_cli.tasks.base import Encoder, Metrics, Task, get_task
 from promptft_cli.training import distributed, tracking
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from promptft_cli.data.reading import PreparedData
+    from promptft_cli.modeling.feature_cache import FeatureCache
+    from promptft_cli.prompting.encoding import EncodedSplit
+    from promptft_cli.training.checkpoints import Keeper, LoopState, StopOnSignal
 
 log = logging.getLogger("promptft.train")
 
@@ -23,9 +36,10 @@ log = logging.getLogger("promptft.train")
 @dataclass
 class TrainResult:
     run_dir: Path
-    metrics: dict[str, Any]
+    metrics: Metrics
+    """The task's test metrics of the best checkpoint (what metrics.json holds)."""
     best_epoch: int
-    best_validation: dict[str, Any]
+    best_validation: dict[str, float]
     train_seconds: float
     trainable_parameters: int
 
@@ -35,42 +49,35 @@ class Setup:
     """Everything the loop needs, built once from the config."""
 
     cfg: Config
+    task: Task
     labels: list[str]
-    tokenizer: Any
-    classifier: Any
-    encoded: dict[str, Any]
-    data: Any = None
+    """The run's label set (empty for a task without labels)."""
+    tokenizer: "PreTrainedTokenizerBase"
+    model: "nn.Module"
+    encoded: dict[str, "EncodedSplit"]
+    """train / validation / test, encoded once."""
+    data: "PreparedData"
     """The prepared splits (rows), for self-training's pseudo-labelled rounds."""
-    encode: Any = None
-    """rows -> EncodedSplit with this run's template, tokenizer, demonstrations and label index."""
+    encode: Encoder
+    """rows -> encoded split with this run's template, tokenizer and targets (the task's encoder)."""
 
 
 def setup(cfg: Config) -> Setup:
-    """Seed, prepare the data, encode every split once, build backbone + method + head."""
+    """Seed, prepare the data, encode every split once, build the task's model."""
     from accelerate.utils import set_seed
 
     from promptft_cli.data.prepare import prepare
-    from promptft_cli.modeling.classifier import build_classifier
     from promptft_cli.modeling.loading import load_tokenizer
-    from promptft_cli.prompting import demonstrations
-    from promptft_cli.prompting.encoding import encode_rows
-    from promptft_cli.prompting.templates import template_for
 
     set_seed(cfg.train.seed)
+    task = get_task(cfg.task)
     tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
     with distributed.main_process_first():  # the others then read what the main process prepared
         data = prepare(cfg, tokenizer)
-    template = template_for(cfg)
-    index = {label: i for i, label in enumerate(data.labels)}
-    demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
-    encode_with = demos.encode_rows if demos else encode_rows  # LM-BFF demonstrations, when configured
-
-    def encode(rows, labelled: bool = True):
-        return encode_with(rows, template, tokenizer, cfg.model.max_length, index if labelled else None)
-
+    encode = task.encoder(cfg, tokenizer, data)
     encoded = {name: encode(Tracked(data[name].rows, f"encoding {name}")) for name in ("train", "validation", "test")}
-    classifier = build_classifier(cfg, data.labels, tokenizer)
-    return Setup(cfg, data.labels, tokenizer, classifier, encoded, data, encode)
+    model = task.build_model(cfg, tokenizer, data.labels)
+    return Setup(cfg, task, data.labels, tokenizer, model, encoded, data, encode)
 
 
 def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> TrainResult:
@@ -120,6 +127,68 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
 
 
 def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
+    """One training run: set up, train epoch by epoch, validate, keep the best checkpoint, test it."""
+    from promptft_cli.modeling.weights import load_weights
+    from promptft_cli.training.checkpoints import LoopState, StopOnSignal
+
+    cfg, tc, task, metric = s.cfg, s.cfg.train, s.task, s.cfg.train.early_stopping.metric
+    p = _prepare(s, run_dir, resume)
+    st = p.keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
+    if p.main:
+        runs.RunInfo("running", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+    tracking.start(p.accelerator, cfg.dump(), run_dir)
+    _announce(s, p)
+    if p.cache:  # encoded here, inside the timed part: this is what training the head costs
+        p.cache.fill(s.model, {k: s.encoded[k] for k in ("train", "validation")}, tc.eval_batch_size)
+    with TrainProgress(p.steps, tc.epochs) as bar, StopOnSignal() as stop:
+        bar.update(st.step)
+        for epoch in st.epochs_left(tc.epochs):
+            _train_epoch(s, p, st, epoch, bar, stop)
+            val = task.validation_metrics(_outputs(s, p, "validation"), s.encoded["validation"], s.labels)
+            _record_validation(p, run_dir, epoch, st.step, val)
+            bar.update(0, val=f"{metric} {val[metric]:.3f}")
+            if st.best is None or _better(val, st.best, metric):
+                st.best, st.best_epoch, st.waited = val.to_dict(), epoch, 0
+                with distributed.full_weights(p.accelerator, p.model):
+                    if p.main:
+                        _save_checkpoint(p.accelerator.unwrap_model(p.model), run_dir)
+            else:
+                st.waited += 1
+            st.next_epoch(epoch, tc.early_stopping.patience)
+            p.keeper.epoch_done(st, stop)
+            if st.stopped_early:
+                log.info("early stopping after epoch %d (best epoch %d)", epoch, st.best_epoch)
+                break  # epochs_left() was evaluated when the loop began
+    seconds = p.keeper.elapsed()
+    p.accelerator.wait_for_everyone()  # every process loads the best checkpoint the main process wrote
+    with distributed.full_weights(p.accelerator, p.model, writeback=True):
+        load_weights(p.accelerator.unwrap_model(p.model), run_dir / runs.CHECKPOINT)
+    # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
+    metrics = replace(task.test_metrics(_outputs(s, p, "test"), s.encoded["test"], s.labels), best_epoch=st.best_epoch)
+    _write_results(s, p, run_dir, metrics, st.step, st.best_epoch, seconds)
+    return TrainResult(run_dir, metrics, st.best_epoch, st.best or {}, seconds, p.trainable)
+
+
+@dataclass
+class _Parts:
+    """What `_prepare` builds for one run: accelerate's objects, the data loader, the checkpoint keeper."""
+
+    accelerator: "Accelerator"
+    model: "nn.Module"
+    optimizer: "torch.optim.Optimizer"
+    scheduler: "torch.optim.lr_scheduler.LRScheduler"
+    params: list["torch.nn.Parameter"]
+    loader: "torch.utils.data.DataLoader"
+    batches_per_epoch: int
+    steps: int
+    lr: float
+    trainable: int
+    keeper: "Keeper"
+    cache: "FeatureCache | None"
+    main: bool
+
+
+def _prepare(s: Setup, run_dir: Path, resume: bool) -> _Parts:
     import torch
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
@@ -127,27 +196,21 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     from promptft_cli.modeling import feature_cache
     from promptft_cli.modeling.batching import EpochBatches, loader
     from promptft_cli.modeling.classifier import trainable_parameters
-    from promptft_cli.modeling.weights import load_weights, save_weights
-    from promptft_cli.training.checkpoints import (
-        Keeper,
-        LoopState,
-        StopOnSignal,
-        remaining_batches,
-    )
+    from promptft_cli.training.checkpoints import Keeper
 
     cfg, tc = s.cfg, s.cfg.train
-    method_lr = __import__("promptft_cli.methods", fromlist=["METHODS"]).METHODS[cfg.method.name].default_lr
-    lr = tc.lr or method_lr
+    lr = tc.lr or METHODS[cfg.method.name].default_lr
     accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum, mixed_precision=tc.mixed_precision,
                               **tracking.accelerator_kwargs(tc.report_to, run_dir), **distributed.accelerator_kwargs(cfg.method.name))
     distributed.check_accelerator(accelerator, tc, resume)
-    main = accelerator.is_main_process
-    sampler = EpochBatches(s.encoded["train"].lengths, tc.batch_size, tc.seed)
-    cache = (feature_cache.FeatureCache() if feature_cache.applies(cfg.method.name, s.classifier)
+    train = s.encoded["train"]
+    sampler = EpochBatches(train.lengths, tc.batch_size, tc.seed)
+    cache = (feature_cache.FeatureCache() if feature_cache.applies(cfg.method.name, s.model)
              and not distributed.shards_weights(accelerator) else None)
-    train_loader = distributed.shard_loader(accelerator, cache.loader("train", s.encoded["train"].labels, sampler) if cache
-                                            else loader(s.encoded["train"], sampler, s.tokenizer.pad_token_id))
-    params = [p for p in s.classifier.parameters() if p.requires_grad]
+    pad_id = s.tokenizer.pad_token_id
+    train_loader = distributed.shard_loader(accelerator, cache.loader("train", train, sampler) if cache
+                                            else loader(len(train), sampler, lambda idx: s.task.collate(train, idx, pad_id)))
+    params = [p for p in s.model.parameters() if p.requires_grad]
     if not params:
         raise PromptftError(f"method '{cfg.method.name}' leaves nothing to train with head '{cfg.prompt.resolved_head}'", field="method.name")
     # fused: one kernel per step instead of a dozen passes over every weight; with `full` the unfused step
@@ -156,108 +219,84 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     steps = tc.epochs * math.ceil(len(sampler) / tc.grad_accum)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * steps), steps)
     # The loader is already sharded: prepare() would re-shard it with a sampler that drops short batches.
-    model, optimizer, scheduler = accelerator.prepare(s.classifier, optimizer, scheduler)
+    model, optimizer, scheduler = accelerator.prepare(s.model, optimizer, scheduler)
     params = distributed.clip_params(accelerator, model, params)
     keeper = Keeper(run_dir, tc.checkpoint_every, tc.keep_checkpoints, accelerator.unwrap_model(model), optimizer,
                     scheduler, accelerator.scaler, distributed.keeps_training_state(accelerator))
-    st = keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
-    if main:
-        runs.RunInfo("running", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
-    tracking.start(accelerator, cfg.dump(), run_dir)
+    return _Parts(accelerator, model, optimizer, scheduler, params, train_loader, len(sampler), steps, lr,
+                  trainable_parameters(s.model), keeper, cache, accelerator.is_main_process)
 
-    n_trainable = trainable_parameters(s.classifier)
-    status(f"training {cfg.method.name} + {cfg.prompt.resolved_head} head: {n_trainable:,} trainable parameters, "
-           f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {lr:g}")
-    log.info("trainable parameters: %d; lr %g; steps %d", n_trainable, lr, steps)
-    log.info("%s", distributed.describe(accelerator, tc, len(sampler), steps))
-    if accelerator.num_processes > 1:
-        status(distributed.describe(accelerator, tc, len(sampler), steps))
-    if cache:  # encoded here, inside the timed part: this is what training the head costs
-        cache.fill(s.classifier, {k: s.encoded[k] for k in ("train", "validation")}, tc.eval_batch_size)
-    with TrainProgress(steps, tc.epochs) as bar, StopOnSignal() as stop:
-        bar.update(st.step)
-        for epoch in st.epochs_left(tc.epochs):
-            model.train()
-            tick, seen = time.perf_counter(), 0
-            for batch in remaining_batches(accelerator, train_loader, epoch, st.batch):
-                with accelerator.accumulate(model):
-                    labels = batch.pop("labels")
-                    loss = torch.nn.functional.cross_entropy(model(**batch).float(), labels)
-                    _check_finite(loss, st.step + 1, run_dir)
-                    accelerator.backward(loss)
-                    if tc.max_grad_norm and accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(params, tc.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                seen += labels.size(0) * accelerator.num_processes
-                st.batch += 1
-                if accelerator.sync_gradients:
-                    st.step += 1
-                    loss = distributed.mean_loss(accelerator, loss)
-                    if main:
-                        runs.append_jsonl(run_dir / runs.HISTORY, {"step": st.step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
-                    tracking.log(accelerator, {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, st.step)
-                    bar.update(1, epoch=epoch, loss=loss.item(), lr=scheduler.get_last_lr()[0], eps=seen / (time.perf_counter() - tick))
-                    keeper.step_done(st, stop)
-            val = _validate(distributed.eval_model(accelerator, model), s, cache)  # gathered: the same in every process
-            if main:
-                runs.append_jsonl(run_dir / runs.HISTORY, {"epoch": epoch, "step": st.step, **{f"val_{k}": v for k, v in val.items()}})
-            tracking.log(accelerator, {f"val/{k}": v for k, v in val.items()}, st.step)
-            log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in val.items()))
-            bar.update(0, val=f"{tc.early_stopping.metric} {val[tc.early_stopping.metric]:.3f}")
-            if st.best is None or _better(val, st.best, tc.early_stopping.metric):
-                st.best, st.best_epoch, st.waited = val, epoch, 0
-                with distributed.full_weights(accelerator, model):
-                    if main:
-                        _save_checkpoint(accelerator.unwrap_model(model), run_dir, save_weights)
-            else:
-                st.waited += 1
-            st.next_epoch(epoch, tc.early_stopping.patience)
-            keeper.epoch_done(st, stop)
-            if st.stopped_early:
-                log.info("early stopping after epoch %d (best epoch %d)", epoch, st.best_epoch)
-                break  # epochs_left() was evaluated when the loop began
-    seconds, best_epoch, step = keeper.elapsed(), st.best_epoch, st.step
-    accelerator.wait_for_everyone()  # every process loads the best checkpoint the main process wrote
-    with distributed.full_weights(accelerator, model, writeback=True):
-        load_weights(accelerator.unwrap_model(model), run_dir / runs.CHECKPOINT)
-    metrics = _test_metrics(distributed.eval_model(accelerator, model), s)
-    # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
-    metrics.update(best_epoch=best_epoch)
-    if main:
-        runs.write_json_atomic(run_dir / runs.METRICS, metrics)
-    tracking.log(accelerator, {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]}, step)
-    tracking.finish(accelerator)
+
+def _announce(s: Setup, p: _Parts) -> None:
+    cfg, tc = s.cfg, s.cfg.train
+    status(f"training {cfg.method.name} + {cfg.prompt.resolved_head} head: {p.trainable:,} trainable parameters, "
+           f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {p.lr:g}")
+    log.info("trainable parameters: %d; lr %g; steps %d", p.trainable, p.lr, p.steps)
+    log.info("%s", distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
+    if p.accelerator.num_processes > 1:
+        status(distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
+
+
+def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, bar: TrainProgress, stop: "StopOnSignal") -> None:
+    """One pass over the training batches (the rest of an interrupted epoch when resuming)."""
+    from promptft_cli.training.checkpoints import remaining_batches
+
+    tc, accelerator, run_dir = s.cfg.train, p.accelerator, s.cfg.run_dir
+    p.model.train()
+    tick, seen = time.perf_counter(), 0
+    for batch in remaining_batches(accelerator, p.loader, epoch, st.batch):
+        with accelerator.accumulate(p.model):
+            loss, n = s.task.loss(p.model, batch)
+            _check_finite(loss, st.step + 1, run_dir)
+            accelerator.backward(loss)
+            if tc.max_grad_norm and accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(p.params, tc.max_grad_norm)
+            p.optimizer.step()
+            p.scheduler.step()
+            p.optimizer.zero_grad()
+        seen += n * accelerator.num_processes
+        st.batch += 1
+        if accelerator.sync_gradients:
+            st.step += 1
+            loss = distributed.mean_loss(accelerator, loss)
+            lr = p.scheduler.get_last_lr()[0]
+            if p.main:
+                runs.append_jsonl(run_dir / runs.HISTORY, {"step": st.step, "epoch": epoch, "loss": loss.item(), "lr": lr})
+            tracking.log(accelerator, {"train/loss": loss.item(), "train/lr": lr}, st.step)
+            bar.update(1, epoch=epoch, loss=loss.item(), lr=lr, eps=seen / (time.perf_counter() - tick))
+            p.keeper.step_done(st, stop)
+
+
+def _outputs(s: Setup, p: _Parts, split: str):
+    """The task's inference outputs on a split: from cached features when the cache holds it, else gathered over processes."""
+    model = distributed.eval_model(p.accelerator, p.model)
+    if p.cache and split in p.cache.tables:
+        return p.cache.infer(model, split)
+    return distributed.infer(s.task, model, s.encoded[split], s.cfg.train.eval_batch_size)
+
+
+def _record_validation(p: _Parts, run_dir: Path, epoch: int, step: int, val: Metrics) -> None:
+    """Validation metrics (the same in every process) into history.jsonl, the trackers and train.log."""
+    if p.main:
+        runs.append_jsonl(run_dir / runs.HISTORY, {"epoch": epoch, "step": step, **{f"val_{k}": v for k, v in val.items()}})
+    tracking.log(p.accelerator, {f"val/{k}": v for k, v in val.items()}, step)
+    log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in val.items()))
+
+
+def _write_results(s: Setup, p: _Parts, run_dir: Path, metrics: Metrics, step: int, best_epoch: int, seconds: float) -> None:
+    """metrics.json, the trackers' test numbers, plots, the model card and the finished run.json."""
+    cfg = s.cfg
+    if p.main:
+        runs.write_json_atomic(run_dir / runs.METRICS, metrics.to_dict())
+    tracking.log(p.accelerator, {f"test/{k}": v for k, v in metrics.scalars().items()}, step)
+    tracking.finish(p.accelerator)
     info = runs.RunInfo("complete", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name,
-                        best_epoch, round(seconds, 3), n_trainable)
-    if main:
-        plots.write_run_plots(run_dir, metrics, best_epoch)
+                        best_epoch, round(seconds, 3), p.trainable)
+    if p.main:
+        plots.write_run_plots(run_dir, metrics.to_dict(), best_epoch)
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
         status(f"saved {plots.CURVES}, {plots.CONFUSION} and the model card {model_card.README} in {run_dir}")
-    return TrainResult(run_dir, metrics, best_epoch, st.best or {}, seconds, n_trainable)
-
-
-def _validate(classifier, s: Setup, cache=None) -> dict[str, float]:
-    import numpy as np
-
-    from promptft_cli.tasks.classification import metrics_from_proba
-    from promptft_cli.training.distributed import predict_proba
-
-    split = s.encoded["validation"]
-    probs = cache.proba(classifier, "validation") if cache else predict_proba(classifier, split, s.cfg.train.eval_batch_size)
-    metrics = metrics_from_proba(probs, split.labels, s.labels)
-    loss = float(-np.log(np.clip(probs[np.arange(len(split)), split.labels], 1e-12, None)).mean())
-    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}
-
-
-def _test_metrics(classifier, s: Setup) -> dict[str, Any]:
-    from promptft_cli.tasks.classification import metrics_from_proba
-    from promptft_cli.training.distributed import predict_proba
-
-    split = s.encoded["test"]
-    return metrics_from_proba(predict_proba(classifier, split, s.cfg.train.eval_batch_size), split.labels, s.labels)
 
 
 def _fused_adamw(params) -> bool:
@@ -271,7 +310,7 @@ def _fused_adamw(params) -> bool:
     return all(p.is_floating_point() and p.device.type in supported() for p in params)
 
 
-def _better(val: dict[str, float], best: dict[str, float], metric: str) -> bool:
+def _better(val: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
     # Ties go to the later epoch only on loss; on accuracy the earlier (less overfit) model stays.
     return val[metric] < best[metric] if metric == "loss" else val[metric] > best[metric]
 
@@ -289,11 +328,13 @@ def _check_finite(loss, step: int, run_dir: Path) -> None:
                             field="train.lr")
 
 
-def _save_checkpoint(classifier, run_dir: Path, save_weights) -> None:
+def _save_checkpoint(model, run_dir: Path) -> None:
     """Write the new best checkpoint beside the old one, then swap, so a crash never leaves half a checkpoint."""
+    from promptft_cli.modeling.weights import save_weights
+
     final, tmp = run_dir / runs.CHECKPOINT, run_dir / f".{runs.CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(classifier, tmp)
+    save_weights(model, tmp)
     old = run_dir / f".{runs.CHECKPOINT}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

@@ -54,9 +54,6 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     """
     from accelerate.utils import set_seed
 
-    from promptft_cli.modeling.classifier import build_classifier
-    from promptft_cli.training.distributed import predict_proba
-
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
     st = cfg.train.self_training
     pool = s.data[UNLABELED].rows
@@ -65,7 +62,7 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
     rounds = [_round_summary(0, first, None)]
     round_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": st.epochs})})
     for r in range(1, st.rounds + 1):
-        probs = predict_proba(s.classifier, pool_encoded, cfg.train.eval_batch_size)
+        probs = distributed.infer(s.task, s.model, pool_encoded, cfg.train.eval_batch_size)
         picks = select_confident(probs, st.share)
         pseudo = [{**pool[i], "label": s.labels[c]} for i, c in picks]
         counts = Counter(row["label"] for row in pseudo)
@@ -78,9 +75,9 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
             runs.write_jsonl_atomic(run_dir / runs.DATA / f"pseudo_labeled-round-{r}.jsonl",
                                     [{**row, "confidence": round(float(probs[i].max()), 4)} for row, (i, _) in zip(pseudo, picks)])
         set_seed(cfg.train.seed)  # the same initialisation as the supervised run: rounds differ only in data
-        classifier = build_classifier(cfg, s.labels, s.tokenizer)
+        model = s.task.build_model(cfg, s.tokenizer, s.labels)
         encoded = {**s.encoded, "train": s.encode(s.data["train"].rows + pseudo)}
-        s = replace(s, cfg=round_cfg, classifier=classifier, encoded=encoded)
+        s = replace(s, cfg=round_cfg, model=model, encoded=encoded)
         result = train_round(s, run_dir)
         total_seconds += result.train_seconds
         rounds.append(_round_summary(r, result, counts))
