@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if payload.get("plan") not in (None, plan):
         sys.exit(f"{args.out} holds cells of another plan; run without --resume or with the same sizes")
     payload.update(plan=plan, machine=machine(), cells=payload.get("cells", {}))
+    for other in args.merge:  # cells run in another process (e.g. the two tools side by side) join this file
+        extra = _load(other)
+        if extra.get("plan") != plan:
+            sys.exit(f"{other} was run with another plan; merge only results of the same sizes")
+        payload["cells"].update(extra["cells"])
     cells = [(tool, row) for row in args.rows for tool in args.tools]
     cells += [(f"{tool}_throughput", "throughput") for tool in args.tools if args.throughput]
     for tool, row in cells:
@@ -92,6 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--work-dir", type=Path, help="where subsets and runs go (default: a temporary folder)")
     p.add_argument("--resume", action="store_true", help="keep the finished cells of --out and run the rest")
+    p.add_argument("--merge", nargs="+", type=Path, default=[], help="also take the cells of these results files (same plan)")
     args = p.parse_args(argv)
     if not (args.data_dir / "train.csv").is_file():
         p.error(f"Multi30k not found in {args.data_dir} (pass --data-dir)")
