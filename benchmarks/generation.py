@@ -226,7 +226,7 @@ def _cli(argv: list[str]) -> dict:
     proc = subprocess.run([sys.executable, "-m", "promptft_cli", *argv], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"promptft {argv[0]} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout)  # --json prints one (indented) JSON object on stdout, nothing else
 
 
 def _find_metrics(out: dict) -> dict:
