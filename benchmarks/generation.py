@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if extra.get("plan") != plan:
             sys.exit(f"{other} was run with another plan; merge only results of the same sizes")
         payload["cells"].update(extra["cells"])
-    cells = [(tool, row) for row in args.rows for tool in args.tools]
-    cells += [(f"{tool}_throughput", "throughput") for tool in args.tools if args.throughput]
+    cells = [] if args.report_only else [(tool, row) for row in args.rows for tool in args.tools]
+    cells += [(f"{tool}_throughput", "throughput") for tool in args.tools if args.throughput and not args.report_only]
     for tool, row in cells:
         key = f"{tool}/{row}"
         if key in payload["cells"] and "error" not in payload["cells"][key]:
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     payload["summary"] = summarise(payload)
     _save(args.out, payload)
     render(payload)
-    print(f"results: {args.out}")
+    args.out.with_suffix(".md").write_text(markdown(payload), encoding="utf-8")
+    print(f"results: {args.out}; markdown table: {args.out.with_suffix('.md')}")
     return 0
 
 
@@ -97,6 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--work-dir", type=Path, help="where subsets and runs go (default: a temporary folder)")
     p.add_argument("--resume", action="store_true", help="keep the finished cells of --out and run the rest")
+    p.add_argument("--report-only", action="store_true", help="run nothing: merge, summarise and print what --out holds")
     p.add_argument("--merge", nargs="+", type=Path, default=[], help="also take the cells of these results files (same plan)")
     args = p.parse_args(argv)
     if not (args.data_dir / "train.csv").is_file():
@@ -337,6 +339,26 @@ def render(payload: dict) -> None:
     for tool, cell in summary["throughput"].items():
         print(f"throughput {tool}: {cell.get('tokens_per_s', cell.get('error'))} tokens/s "
               f"({cell.get('generated_tokens')} tokens in {cell.get('seconds')} s)")
+
+
+def markdown(payload: dict) -> str:
+    """The table BENCHMARKS.md quotes, from the results file."""
+    plan, summary = payload["plan"], payload["summary"]
+    names = {"zero_shot": "zero-shot", "zero_shot_3_demos": "zero-shot + 3 demonstrations", "prompt_tuning": "prompt tuning",
+             "prefix_tuning": "prefix tuning", "lora": "LoRA", "full": "full fine-tuning"}
+    lines = [f"{plan['train_size']} train / {plan['val_size']} validation pairs (seeded subset of Multi30k train), "
+             f"the first {plan['test_size']} sentences of test_2016_flickr, {plan['epochs']} epoch, batch {plan['batch_size']}, "
+             f"greedy, at most {plan['max_new_tokens']} new tokens; {payload['machine']['date']}.", "",
+             "| row | BLEU promptft / reference | chrF++ promptft / reference | train s promptft / reference "
+             "| peak RSS MB promptft / reference |", "| --- | --- | --- | --- | --- |"]
+    for entry in summary["rows"]:
+        p, r = entry.get("promptft", {}), entry.get("reference", {})
+        cols = [f"{_fmt(p, k)} / {_fmt(r, k)}" for k in ("bleu", "chrf", "train_seconds", "peak_rss_mb")]
+        lines.append(f"| {names[entry['row']]} | " + " | ".join(cols) + " |")
+    for tool, cell in summary["throughput"].items():
+        lines.append(f"\nThroughput, {tool}: {cell.get('tokens_per_s', cell.get('error'))} tokens/s "
+                     f"({cell.get('generated_tokens')} tokens for {cell.get('inputs')} inputs in {cell.get('seconds')} s, end to end).")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(cell: dict, key: str) -> str:
