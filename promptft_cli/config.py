@@ -46,6 +46,8 @@ class ModelConfig(Section):
     """Quantise weights to 8 bit with bitsandbytes (CUDA GPU; `pip install 'promptft[quantization]'`; not with full/bitfit)."""
     load_in_4bit: bool = False
     """Quantise weights to 4 bit with bitsandbytes (CUDA GPU; `pip install 'promptft[quantization]'`; not with full/bitfit)."""
+    max_target_length: int = Field(128, ge=1, le=8192)
+    """Generation: longest target in tokens (with the end token); longer targets are cut and counted in the data report."""
 
 
 class FewShotConfig(Section):
@@ -72,6 +74,10 @@ class DataConfig(Section):
     """Several input columns (e.g. `[premise, hypothesis]`), inserted by name in the template."""
     label_column: str = "label"
     """The column holding the class label."""
+    target_column: str = "target"
+    """Generation: the column holding the text the model should produce."""
+    references_column: str = "references"
+    """Generation: where a file has this column, its ` ||| `-joined references are all scored (multi-reference)."""
     validation_size: float = Field(0.1, gt=0, lt=1)
     """Share of train held out for validation when no validation file is given."""
     test_size: float = Field(0.2, gt=0, lt=1)
@@ -114,7 +120,9 @@ class PromptConfig(Section):
     init_from_verbalizer: bool = True
     """`linear` head: initialise each class's weights from its label words' embeddings."""
     demonstrations: DemonstrationsConfig | None = None
-    """Append training examples to each input (LM-BFF demonstrations)."""
+    """Append training examples to each input (LM-BFF demonstrations); generation puts `per_class` solved examples in total before the input."""
+    chat: bool = False
+    """Generation: wrap the rendered prompt in the tokenizer's chat template (instruct models) as one user turn."""
 
     @model_validator(mode="after")
     def _head_needs_verbalizer(self) -> "PromptConfig":
@@ -163,7 +171,7 @@ class EarlyStoppingConfig(Section):
     patience: int = Field(5, ge=1)
     """Evaluations without improvement before training stops."""
     metric: str | None = None
-    """Validation metric that picks the best checkpoint: one the task computes (classification: accuracy, macro_f1, loss); null: the task's first (accuracy)."""
+    """Validation metric that picks the best checkpoint: one the task computes (classification: accuracy, macro_f1, loss; generation: chrf, bleu, rouge1/2/L, exact_match, loss); null: the task's first (accuracy, chrf)."""
 
     @field_validator("metric")
     @classmethod
@@ -215,16 +223,68 @@ class TrainConfig(Section):
     """Resumable checkpoints kept in `checkpoints/` (the newest N; older ones are deleted)."""
     self_training: SelfTrainingConfig | None = None
     """Pseudo-label the unlabelled data (`data.unlabeled` or `data.few_shot.unlabeled`) and retrain on the confident part."""
+    train_on_prompt: bool = False
+    """Generation with a causal LM: also train on the prompt tokens (by default only the target tokens are in the loss)."""
+
+
+class GenerateConfig(Section):
+    """Decoding settings for generation (passed to transformers' `generate`)."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    """Most tokens generated per input; with the prompt it must fit the model's context."""
+    num_beams: int = Field(1, ge=1)
+    """Beam search width; 1 is greedy (or sampling with `do_sample`)."""
+    do_sample: bool = False
+    """Sample instead of searching (then temperature, top_p, top_k apply)."""
+    temperature: float = Field(1.0, ge=0)
+    """Sampling temperature (> 0 when sampling); lower is more conservative."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    top_k: int = Field(50, ge=0)
+    """Sample only among the k most likely tokens (0: no limit)."""
+    repetition_penalty: float = Field(1.0, gt=0)
+    """Above 1 discourages repeating tokens already generated."""
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    """Never repeat an n-gram of this size (0: off)."""
+    length_penalty: float = 1.0
+    """Beam search: above 1 favours longer outputs, below 1 shorter ones."""
+    num_return_sequences: int = Field(1, ge=1)
+    """Outputs per input (predict writes generation, generation_2, ...); at most num_beams unless sampling; metrics score the first."""
+    stop: list[str] = Field(default_factory=list)
+    """Strings that end an output: the text is cut where the first one appears."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_when_sampling(cls, v: float, info) -> float:
+        if info.data.get("do_sample") and v <= 0:
+            raise ValueError("temperature must be > 0 when do_sample is true (use do_sample: false for greedy decoding)")
+        return v
+
+    @field_validator("num_return_sequences")
+    @classmethod
+    def _enough_beams(cls, v: int, info) -> int:
+        if not info.data.get("do_sample") and v > info.data.get("num_beams", 1):
+            raise ValueError(f"num_return_sequences {v} needs num_beams >= {v} (or do_sample: true)")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, v: list[str]) -> list[str]:
+        if any(not s for s in v):
+            raise ValueError("stop strings must not be empty")
+        return v
 
 
 class Config(Section):
     task: str = "classification"
-    """The task type: one of the registered tasks (classification)."""
+    """The task type: one of the registered tasks (classification; generation for text targets: translation, data-to-text)."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    """Decoding settings (generation task)."""
     output_dir: str = "runs/run"
     """Run directory (relative to the config file)."""
 
@@ -249,6 +309,13 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _fits_the_task(self) -> "Config":
+        if self.task == "generation" and (self.prompt.verbalizer or self.prompt.head):
+            raise PromptftError("verbalizers and heads are for classification; remove them for task: generation",
+                                field="prompt.verbalizer" if self.prompt.verbalizer else "prompt.head")
+        return self
+
+    @model_validator(mode="after")
     def _unlabeled_pairs_with_self_training(self) -> "Config":
         has_pool = bool(self.data.unlabeled or (self.data.few_shot and self.data.few_shot.unlabeled))
         if self.train.self_training and not has_pool:
@@ -267,6 +334,11 @@ class Config(Section):
         return p if p.is_absolute() else (self.base_dir / p)
 
     @property
+    def head(self) -> str:
+        """The head recorded for the run (tables, model cards): generation has none."""
+        return self.prompt.resolved_head if self.task == "classification" else "none"
+
+    @property
     def run_dir(self) -> Path:
         return self.path(self.output_dir)
 
@@ -281,6 +353,8 @@ class Config(Section):
         if self.model.name != "default" and self.path(self.model.name).exists():
             data["model"]["name"] = str(self.path(self.model.name).absolute())
         data["output_dir"] = str(self.run_dir.absolute())
+        if self.task != "generation":
+            data.pop("generate")  # keeps classification run configs as they were
         return {"task": data.pop("task"), "model": data.pop("model"), "data": data.pop("data"),
                 "prompt": data.pop("prompt"), "method": self.method.dump(), **data}
 
@@ -342,6 +416,10 @@ def validate_config(raw: dict[str, Any], source: Path | None = None) -> Config:
         return Config.model_validate(raw, context={"task": raw.get("task", "classification")})
     except ValidationError as exc:
         raise _friendly(exc, raw, source) from None
+    except PromptftError as exc:  # raised by a validator that checks several sections together
+        if exc.file is None and source is not None:
+            exc.file, exc.row = str(source), _line_of(source, (exc.field or "").split("."))
+        raise
 
 
 def _friendly(exc: ValidationError, raw: dict[str, Any], source: Path | None) -> PromptftError:

@@ -142,3 +142,17 @@ def trained_run(tmp_path_factory, tiny_encoder):
     config = write_config(root, tiny_encoder, data={"train": "train.csv", "test": "test.csv"},
                           method={"name": "lora", "r": 4}, train={"report_to": ["tensorboard"]}, output_dir="runs/lora")
     return train(load_config(config)).run_dir
+
+
+# --- tiny generative models (tests/test_generation*.py) ---
+
+
+@pytest.fixture(scope="session")
+def tiny_generators(gpt2_tokenizer, tmp_path_factory):
+    """Local folders of 2-layer random GPT-2 and Llama (causal) and T5 and BART (seq2seq) models, by name."""
+    from factories import llama_tokenizer, save_tiny_generator, seq2seq_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny-generators")
+    s2s = seq2seq_tokenizer()
+    tokenizers = {"gpt2": gpt2_tokenizer, "llama": llama_tokenizer(), "t5": s2s, "bart": s2s}
+    return {arch: save_tiny_generator(tok, root / arch, arch) for arch, tok in tokenizers.items()}

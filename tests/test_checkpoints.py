@@ -53,11 +53,12 @@ def _fast(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def make_project(directory: Path, model: Path, **train_cfg) -> Path:
+def make_project(directory: Path, model: Path, method: str = "full", **train_cfg) -> Path:
     write_csv(directory / "train.csv", toy_sentiment_rows(40))
     write_csv(directory / "test.csv", toy_sentiment_rows(10, seed=1))
-    return write_config(directory, model, data={"train": "train.csv", "test": "test.csv"}, method={"name": "full"},
-                        train={**TRAIN, **train_cfg})
+    options = {"num_virtual_tokens": 4} if method in ("prompt_tuning", "p_tuning", "prefix_tuning") else {}
+    return write_config(directory, model, data={"train": "train.csv", "test": "test.csv"},
+                        method={"name": method, **options}, train={**TRAIN, **train_cfg})
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +274,13 @@ def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, timeout: float = 
     raise AssertionError("no checkpoint appeared")
 
 
-def test_sigkill_after_a_checkpoint_then_resume_equals_uninterrupted(reference, tiny_encoder, tmp_path, capsys):
-    config = make_project(tmp_path, tiny_encoder)
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning", "p_tuning", "prefix_tuning", "head"])
+def test_sigkill_after_a_checkpoint_then_resume_equals_uninterrupted(reference, tiny_encoder, tmp_path, capsys, method):
+    if method != "full":  # `reference` is the full fine-tuning run; the others get their own uninterrupted run
+        reference_config = make_project(tmp_path / "reference", tiny_encoder, method)
+        train(load_config(reference_config))
+        reference = load_config(reference_config).run_dir
+    config = make_project(tmp_path, tiny_encoder, method)
     run_dir = load_config(config).run_dir
     proc = start_slow_training(config)
     wait_for_checkpoint(proc, run_dir)

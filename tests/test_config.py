@@ -265,13 +265,9 @@ def test_yaml_boolean_label_word_gets_a_quoting_hint(tmp_path):
 
 
 SHIPPED = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
-# Generation configs validate once the generation task's schema (the `generate` section) is in.
-_needs_generation = pytest.mark.skipif("generate" not in Config.model_fields, reason="no generation task in the schema yet")
-SHIPPED_PARAMS = [pytest.param(p, marks=_needs_generation, id=p.name) if "task: generation" in p.read_text() else
-                  pytest.param(p, id=p.name) for p in SHIPPED]
 
 
-@pytest.mark.parametrize("path", SHIPPED_PARAMS)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     cfg = load_config(path)
     assert cfg.output_dir.startswith("../runs/")
@@ -288,3 +284,23 @@ def test_real_data_configs_read_the_shared_data_and_say_how_to_run(path):
             assert raw["data"][split].startswith("../../shared/data/")
             if shared.is_dir():  # the data is there on the project machines, not in a fresh clone
                 assert (path.parent / raw["data"][split]).is_file()
+
+
+# --- the task registry decides `task` and the early-stopping metrics ---
+
+
+def test_task_and_stopping_metric_come_from_the_task_registry(tmp_path, monkeypatch):
+    from promptft_cli.tasks import base
+
+    err = error_of(write(tmp_path, "task: generation\n" + MINIMAL))
+    assert err.field == "task" and "choose one of: classification" in err.message
+    assert load_config(write(tmp_path, MINIMAL)).train.early_stopping.metric == "accuracy"  # the task's first
+    err = error_of(write(tmp_path, MINIMAL + "train:\n  early_stopping:\n    metric: chrf\n"))
+    assert err.field == "train.early_stopping.metric" and "accuracy, macro_f1, loss" in err.message
+    # One registry line makes a task (and its metrics) valid, with its own default metric.
+    monkeypatch.setitem(base.TASKS, "generation", base.TaskSpec(("chrf", "loss"), "nowhere:Generation"))
+    cfg = load_config(write(tmp_path, "task: generation\n" + MINIMAL))
+    assert cfg.task == "generation" and cfg.train.early_stopping.metric == "chrf"
+    assert load_config(write(tmp_path, "task: generation\n" + MINIMAL), ["train.early_stopping.metric=loss"])
+    err = error_of(write(tmp_path, "task: generation\n" + MINIMAL + "train:\n  early_stopping:\n    metric: accuracy\n"))
+    assert err.field == "train.early_stopping.metric" and "chrf, loss" in err.message

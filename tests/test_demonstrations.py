@@ -144,7 +144,7 @@ def test_a_trained_run_predicts_with_the_training_demonstrations(toy_project):
     from promptft_cli.inference.predict import Predictor
     from promptft_cli.training.loop import train
 
-    cfg = load_config(toy_project, ["train.epochs=1", "prompt.template={text} it was {mask} .", "model.max_length=48",
+    cfg = load_config(toy_project, ["train.epochs=1", "prompt.template={text} it was .", "model.max_length=48",
                                     "prompt.demonstrations={per_class: 1, select: similar}"])
     result = train(cfg)
     metrics, _ = evaluate_target(result.run_dir)

@@ -12,6 +12,7 @@ from promptft_cli import runs
 from promptft_cli.cli.commands import app
 from promptft_cli.config import load_config
 from promptft_cli.errors import GateFailed, Interrupted, PromptftError
+from promptft_cli.inference import seeds
 from promptft_cli.training import fewshot
 
 SEEDS = [13, 21]
@@ -50,7 +51,7 @@ def test_one_complete_run_per_seed_and_a_summary(seeds_project):
     assert (parent / "seed-13" / "data" / "test.jsonl").read_text() == (parent / "seed-21" / "data" / "test.jsonl").read_text()
     assert (parent / "seed-13" / "data" / "train.jsonl").read_text() != (parent / "seed-21" / "data" / "train.jsonl").read_text()
 
-    assert read(parent / fewshot.SUMMARY) == summary
+    assert read(parent / runs.SUMMARY) == summary
     assert summary["seeds"] == SEEDS and summary["runs"] == ["seed-13", "seed-21"] and summary["k"] == 4
     for metric in ("accuracy", "macro_f1"):
         values = [per_seed[s][metric] for s in SEEDS]
@@ -64,7 +65,7 @@ def test_one_complete_run_per_seed_and_a_summary(seeds_project):
     result = runner.invoke(app, ["evaluate", str(parent), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "mean ± std" in result.stdout and "seed-13" not in result.stdout and "21" in result.stdout
-    again = fewshot.evaluate_seeds(parent)
+    again = seeds.evaluate_seeds(parent)
     assert again["accuracy"] == summary["accuracy"] and again["macro_f1"] == summary["macro_f1"]
     result = runner.invoke(app, ["evaluate", str(seeds_project), "--quiet", "--min-accuracy", "1.01", *sum((["--set", s] for s in FEW_SHOT), [])])
     assert isinstance(result.exception, GateFailed)
@@ -90,9 +91,9 @@ def test_parent_is_complete_only_when_every_seed_finished_and_a_rerun_continues(
         fewshot.train_seeds(cfg, train_one=failing_second)
     info = read(cfg.run_dir / runs.RUN_INFO)
     assert info["status"] == "failed" and info["finished"] == [13] and "disk full" in info["error"]
-    assert not (cfg.run_dir / fewshot.SUMMARY).exists()
+    assert not (cfg.run_dir / runs.SUMMARY).exists()
     with pytest.raises(PromptftError, match="not finished: 21"):
-        fewshot.evaluate_seeds(cfg.run_dir)
+        seeds.evaluate_seeds(cfg.run_dir)
 
     calls.clear()
     summary = fewshot.train_seeds(cfg, train_one=lambda c, **kw: calls.append(c.train.seed) or train(c, **kw))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 
 import pytest
 import torch
@@ -148,8 +150,17 @@ def test_every_method_trains_every_head_that_makes_sense(tmp_path, models, kind,
     batch = batch_of(cfg, tok, toy_sentiment_rows(4))
     loss = torch.nn.functional.cross_entropy(logits(classifier, batch), batch["labels"])
     loss.backward()
-    grads = [p.grad for p in classifier.parameters() if p.requires_grad]
-    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+    params = dict(classifier.named_parameters())
+    moved = {n for n, p in params.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert all(params[n].requires_grad for n in moved)  # frozen weights get no gradient
+    in_backbone = {n for n in moved if n.startswith("backbone.")}
+    # The method's own weights learn, not only the head: head trains nothing inside the backbone, the rest do.
+    assert (not in_backbone) if method == "head" else in_backbone, sorted(moved)
+    expected = {"lora": "lora_B", "prompt_tuning": "prompt_encoder", "p_tuning": "prompt_encoder",
+                "prefix_tuning": "prompt_encoder", "bitfit": ".bias"}.get(method)
+    assert expected is None or any(expected in n for n in in_backbone), sorted(in_backbone)
+    head = {n for n in params if n.startswith("head.")}
+    assert head <= moved  # the head's own weights (linear layer, label vectors, scale) all learn
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -234,11 +245,16 @@ def test_evaluate_and_predict_a_config_without_a_run_score_zero_shot(tmp_path, t
     path = write_config(tmp_path, tiny_mlm, prompt={"template": TEMPLATES["mlm"], "verbalizer": WORDS},
                         method={"name": "lora"})
     metrics, run_dir = evaluate_target(path)
-    assert metrics["zero_shot"] and metrics["n"] == 8 and 0.0 <= metrics["accuracy"] <= 1.0
-    assert (run_dir / "data" / "test.jsonl").exists()
+    assert metrics["zero_shot"] and metrics["n"] == 8
+    test_rows = [json.loads(line) for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
     predictor = Predictor.for_target(path)
     assert predictor.zero_shot and predictor.labels == ["positive", "negative"]
-    assert predictor.proba([{"text": "a great movie"}]).shape == (1, 2)
+    # evaluate and predict score with the same untrained model: its accuracy is the predictions' hit rate.
+    predicted = [predictor.labels[i] for i in predictor.proba(test_rows).argmax(1)]
+    hits = sum(p == row["label"] for p, row in zip(predicted, test_rows))
+    assert metrics["accuracy"] == pytest.approx(hits / 8)
+    assert metrics["confusion_matrix"] == [[sum(row["label"] == t and p == q for p, row in zip(predicted, test_rows))
+                                            for q in predictor.labels] for t in predictor.labels]
 
 
 def test_zero_shot_needs_a_verbalizer(tmp_path, tiny_encoder):
@@ -283,3 +299,98 @@ def test_a_trained_run_reloads_to_the_same_test_metrics(tmp_path, models, kind, 
     assert "zero_shot" not in metrics
     assert metrics["accuracy"] == result.metrics["accuracy"]
     assert metrics["confusion_matrix"] == result.metrics["confusion_matrix"]
+
+
+# --- pooling with peft virtual tokens (issue 11) -------------------------------------------------------------
+
+
+def _virtual_classifier(tmp_path, model_dir, method, pooling, head="linear"):
+    prompt = {"template": "{text}", "head": head}
+    if head == "verbalizer":
+        prompt["verbalizer"] = WORDS
+    path = write_config(tmp_path, model_dir, prompt=prompt, method={"name": method, "num_virtual_tokens": 5},
+                        model={"name": str(model_dir), "max_length": 32, "pooling": pooling})
+    cfg = load_config(path)
+    tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+    classifier = build_classifier(cfg, LABELS, tokenizer).eval()
+    rows = [{"text": "it was great", "label": "positive"}, {"text": "a terrible film , bad", "label": "negative"}]
+    return classifier, batch_of(cfg, tokenizer, rows)
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
+@pytest.mark.parametrize("pooling", ["cls", "last", "mean"])
+def test_pooling_reads_real_tokens_not_the_virtual_ones(tmp_path, tiny_encoder, method, pooling):
+    classifier, batch = _virtual_classifier(tmp_path, tiny_encoder, method, pooling)
+    with torch.no_grad():
+        features = classifier.features(batch["input_ids"], batch["attention_mask"])
+        hidden = classifier.backbone(input_ids=batch["input_ids"],
+                                     attention_mask=batch["attention_mask"]).last_hidden_state
+    real = hidden[:, 5:]  # peft prepends the 5 virtual tokens' states
+    mask = batch["attention_mask"]
+    expected = {"cls": real[:, 0], "last": real[torch.arange(2), mask.sum(1) - 1],
+                "mean": (real * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)}[pooling]
+    torch.testing.assert_close(features, expected)
+
+
+def test_similarity_head_pools_inputs_like_the_label_phrases(tmp_path, tiny_encoder):
+    # The label phrases are embedded bare; the input must be pooled over its own tokens only, not the virtual ones.
+    classifier, batch = _virtual_classifier(tmp_path, tiny_encoder, "prompt_tuning", "mean", head="verbalizer")
+    assert isinstance(classifier.head, SimilarityHead)
+    with torch.no_grad():
+        features = classifier.features(batch["input_ids"], batch["attention_mask"])
+        hidden = classifier.backbone(input_ids=batch["input_ids"],
+                                     attention_mask=batch["attention_mask"]).last_hidden_state[:, 5:]
+    mask = batch["attention_mask"].unsqueeze(-1)
+    torch.testing.assert_close(features, (hidden * mask).sum(1) / mask.sum(1))
+
+
+def test_linear_head_on_a_decoder_pools_its_last_token(tmp_path, tiny_gpt2, tiny_encoder):
+    # GPT-2's config leaves is_decoder false: decoder-ness comes from the architecture (GPT2LMHeadModel).
+    decoder, _, _ = build(tmp_path, tiny_gpt2, template="{text}", verbalizer=None, method="head", head="linear")
+    encoder, _, _ = build(tmp_path, tiny_encoder, template="{text}", verbalizer=None, method="head", head="linear")
+    assert (decoder.head.pooling, encoder.head.pooling) == ("last", "mean")
+
+
+@pytest.mark.parametrize("kind", ["encoder", "mlm"])
+def test_prefix_tuning_keeps_encoder_positions_from_zero(tmp_path, models, kind):
+    """transformers numbers BERT positions after a key/value prefix; the prefix is not text, so they start at 0."""
+    classifier, cfg, tok = build(tmp_path, models[kind], template=TEMPLATES[kind], method="prefix_tuning")
+    batch = batch_of(cfg, tok, toy_sentiment_rows(3))
+    seen = []
+    table = next(m for n, m in classifier.backbone.named_modules() if n.endswith("embeddings.position_embeddings"))
+    handle = table.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        logits(classifier, batch)
+    handle.remove()
+    width = batch["input_ids"].size(1)
+    assert len(seen) == 1 and seen[0].flatten().tolist() == list(range(width))
+
+
+@pytest.mark.parametrize("model,method,max_length,message", [
+    ("encoder", "prompt_tuning", 128, "model.max_length 128 + method.num_virtual_tokens 20 = 148 positions"),
+    ("encoder", "p_tuning", 120, "model.max_length 120 + method.num_virtual_tokens 20 = 140 positions"),
+    ("causal", "prefix_tuning", 110, "model.max_length 110 + method.num_virtual_tokens 20 + 5 label-word token(s) "
+                                     "after the template = 135 positions"),
+    ("causal", "prompt_tuning", 104, "model.max_length 104 + method.num_virtual_tokens 20 + 5 label-word token"),
+])
+def test_virtual_tokens_count_against_the_position_limit(tmp_path, models, model, method, max_length, message):
+    words = {"positive": "great", "negative": "superb"}  # " superb": 6 BPE tokens, 5 after the template
+    path = write_config(tmp_path, models[model], method={"name": method},
+                        model={"name": str(models[model]), "max_length": max_length},
+                        prompt={"template": TEMPLATES[model], "verbalizer": words})
+    cfg = load_config(path)
+    with pytest.raises(PromptftError, match=re.escape(message) + ".* the model has 128; lower model.max_length "
+                       "or method.num_virtual_tokens") as err:
+        build_classifier(cfg, LABELS, load_tokenizer(cfg.model, cfg.base_dir))
+    assert err.value.field == "model.max_length"
+
+
+def test_prefix_tuning_on_an_encoder_uses_every_position(tmp_path, tiny_encoder):
+    # Its prefix takes no positions (see above): max_length at the model's limit still runs.
+    path = write_config(tmp_path, tiny_encoder, method={"name": "prefix_tuning"},
+                        model={"name": str(tiny_encoder), "max_length": 128}, prompt={"template": "{text}", "head": "linear"})
+    cfg = load_config(path)
+    tok = load_tokenizer(cfg.model, cfg.base_dir)
+    classifier = build_classifier(cfg, LABELS, tok)
+    batch = batch_of(cfg, tok, [{"text": "great " * 200, "label": "positive"}])
+    assert batch["input_ids"].size(1) == 128 and logits(classifier, batch).shape == (1, 2)

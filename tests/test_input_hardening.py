@@ -260,8 +260,11 @@ def test_predictions_pull_inputs_one_chunk_at_a_time(monkeypatch):
             pulled.append(i)
             yield {"text": f"row {i}"}, {"text": f"row {i}"}
 
+    from promptft_cli.tasks.classification import ClassificationTask
+
     class FakePredictor:
         labels = ["a", "b"]
+        task = ClassificationTask()
 
         def proba(self, rows, batch_size=None):
             import numpy as np
@@ -308,3 +311,105 @@ def test_config_pointing_at_a_model_file_reads_it_only_as_data(tmp_path, tiny_en
     config = write_config(tmp_path, tiny_encoder, data={"train": str(weights)})
     code, err = cli(capsys, "prepare", str(config))
     assert code == 2 and str(weights) in err and "Traceback" not in err
+
+
+# --- no silent fallbacks (issue 11): each guess became an error naming the file/field, or a warning saying it --
+
+
+def test_unknown_data_extension_is_an_error_not_csv(tmp_path, tiny_encoder, capsys):
+    config = project(tmp_path, tiny_encoder, name="train.txt")
+    code, err = cli(capsys, "prepare", str(config))
+    assert code == 2 and "unknown data file extension '.txt'; use .csv, .tsv (.tab) or .jsonl" in err
+    assert str(tmp_path / "train.txt") in err and "Traceback" not in err
+
+
+def test_unknown_output_extension_is_an_error_not_csv(trained_run, tmp_path, capsys):
+    write_csv(tmp_path / "new.csv", [{"text": "it was great"}])
+    out = tmp_path / "out.xlsx"
+    code, err = cli(capsys, "predict", str(trained_run), str(tmp_path / "new.csv"), "-o", str(out))
+    assert code == 2 and "unknown output extension '.xlsx'; use .csv, .tsv or .jsonl" in err
+    assert str(out) in err and "--output" in err and not out.exists()
+
+
+def _model_with_architecture(tmp_path: Path, source: Path, architectures) -> Path:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(source, folder)
+    hf = json.loads((folder / "config.json").read_text())
+    hf.pop("architectures", None)
+    if architectures:
+        hf["architectures"] = architectures
+    (folder / "config.json").write_text(json.dumps(hf))
+    return folder
+
+
+def test_unknown_architecture_is_an_error_not_an_encoder(tmp_path, tiny_encoder, capsys):
+    model = _model_with_architecture(tmp_path, tiny_encoder, ["BertForSequenceClassification"])
+    config = project(tmp_path, model, prompt={"verbalizer": {"positive": "great", "negative": "bad"}})
+    code, err = cli(capsys, "train", str(config))
+    assert code == 2 and "architecture BertForSequenceClassification is not a masked LM, a causal LM or a plain encoder" in err
+    assert "field 'model.name'" in err and "prompt.head: linear" in err
+
+
+def test_no_architecture_is_assumed_an_encoder_with_a_warning(tmp_path, tiny_encoder):
+    from promptft_cli.config import load_config
+    from promptft_cli.modeling.loading import model_kind
+
+    model = _model_with_architecture(tmp_path, tiny_encoder, None)
+    cfg = load_config(project(tmp_path, model, prompt={"verbalizer": {"positive": "great", "negative": "bad"}}))
+    with _captured("promptft.models") as records:
+        assert model_kind(cfg.model, "verbalizer", cfg.base_dir) == "encoder"
+    assert any("names no architecture; assuming a plain encoder" in r for r in records)
+
+
+def test_missing_pad_token_is_an_error_not_id_0(tmp_path, tiny_gpt2, capsys):
+    import shutil
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_gpt2, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    backend = Tokenizer(models.BPE(vocab={chr(c): i for i, c in enumerate(range(32, 127))}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", "isolated")
+    PreTrainedTokenizerFast(tokenizer_object=backend).save_pretrained(folder)  # no pad, eos or unk
+    config = project(tmp_path, folder, prompt={"head": "linear"})
+    code, err = cli(capsys, "prepare", str(config))
+    assert code == 2 and "the tokenizer has no pad, end-of-sequence or unknown token to pad batches with" in err
+    assert "field 'model.name'" in err and "Traceback" not in err
+
+
+def test_pad_token_stand_in_is_a_warning(tmp_path, tiny_gpt2, capsys):
+    config = project(tmp_path, tiny_gpt2, prompt={"head": "linear"})
+    code, err = cli(capsys, "prepare", str(config))
+    assert code == 0 and "the tokenizer has no pad token; padding with '<|endoftext|>'" in err
+
+
+@pytest.mark.parametrize("head, reader", [("linear", "linear head"), ("verbalizer", "similarity head")])
+def test_mask_in_a_template_for_a_head_that_ignores_it_is_an_error(tmp_path, tiny_encoder, capsys, head, reader):
+    config = project(tmp_path, tiny_encoder, prompt={"template": "{text} It was {mask}.", "head": head,
+                                                    "verbalizer": {"positive": "great", "negative": "bad"}})
+    code, err = cli(capsys, "train", str(config))
+    assert code == 2 and f"the {reader}" in err and "ignores {mask}; remove it from the template" in err
+    assert "field 'prompt.template'" in err
+
+
+class _captured:
+    """Messages logged on `name` inside the block (promptft's CLI handler may not be installed in a test)."""
+
+    def __init__(self, name: str) -> None:
+        import logging
+
+        self.logger, self.records = logging.getLogger(name), []
+        self.handler = logging.Handler()
+        self.handler.emit = lambda record: self.records.append(record.getMessage())
+
+    def __enter__(self):
+        self.logger.addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)

@@ -48,4 +48,7 @@ def test_prompt_tuning_on_the_embedded_minilm(monkeypatch, capsys, tmp_path):
     code, out, err = run_main(monkeypatch, capsys, "predict", result.run_dir, tmp_path / "new.jsonl")
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 2 and "Traceback" not in err
-    assert all(r["prediction"] in ("negative", "positive") and 0.5 <= r["confidence"] <= 1 for r in rows)
+    for r in rows:  # confidence is the predicted label's probability, and the probabilities sum to 1
+        probs = {"negative": float(r["prob_negative"]), "positive": float(r["prob_positive"])}
+        assert r["prediction"] == max(probs, key=probs.get) and float(r["confidence"]) == max(probs.values())
+        assert sum(probs.values()) == pytest.approx(1, abs=1e-3)

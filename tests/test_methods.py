@@ -128,3 +128,24 @@ def test_method_options_are_validated(method, field):
     with pytest.raises(PromptftError) as info:
         validate_config({"data": {"train": "t.csv"}, "method": method})
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("method, moves", [
+    ({"name": "head"}, set()), ({"name": "full"}, {"encoder.layer.0.attention.self.query.weight"}),
+    ({"name": "bitfit"}, {"encoder.layer.0.attention.self.query.bias"}),
+    ({"name": "lora", "r": 2}, {"base_model.model.encoder.layer.0.attention.self.query.lora_B.default.weight"}),
+    ({"name": "prompt_tuning", "num_virtual_tokens": 3}, {"prompt_encoder.default.embedding.weight"}),
+    ({"name": "prefix_tuning", "num_virtual_tokens": 3}, {"prompt_encoder.default.embedding.weight"}),
+], ids=lambda m: m["name"] if isinstance(m, dict) else "")
+def test_one_step_moves_the_methods_weights_and_nothing_frozen(tiny_encoder, bert_tokenizer, method, moves):
+    clf = classifier_for(tiny_encoder, bert_tokenizer, method)
+    before = {n: p.detach().clone() for n, p in clf.named_parameters()}
+    optimizer = torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=0.5)
+    batch = bert_tokenizer(["it was great", "a bad film , not good"], padding=True, return_tensors="pt")
+    torch.nn.functional.cross_entropy(clf(**batch), torch.tensor([1, 0])).backward()
+    optimizer.step()
+    changed = {n for n, p in clf.named_parameters() if not torch.equal(p, before[n])}
+    frozen = {n for n, p in clf.named_parameters() if not p.requires_grad}
+    assert not changed & frozen and all_head(clf) <= changed
+    assert {n.removeprefix("backbone.") for n in changed - all_head(clf)} >= moves
+    assert (changed - all_head(clf)) if moves else not (changed - all_head(clf))

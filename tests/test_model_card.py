@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from promptft_cli import runs
+from promptft_cli.config import validate_config
 from promptft_cli.runs import model_card
 
 
@@ -59,7 +60,7 @@ def _card(tmp_path, model="default", prompt=None, method="prompt_tuning"):
            "train": {"epochs": 3, "batch_size": 8, "lr": None, "seed": 1, "warmup_ratio": 0.06,
                      "early_stopping": {"metric": "accuracy", "patience": 2}}}
     info = runs.RunInfo("complete", ["neg", "pos"], method, "verbalizer" if prompt else "linear", model, 2, 3.2, 100)
-    return model_card.render("demo", cfg, info, {}, {}, tmp_path)
+    return model_card.render("demo", validate_config(cfg), info, {}, {}, tmp_path)
 
 
 def test_default_model_is_named_by_its_hub_id(tmp_path):

@@ -14,7 +14,7 @@ from promptft_cli.runs import table as run_table
 
 # The keys `promptft runs --json` documents for each run (README: Daily use).
 RUN_KEYS = {"name", "path", "status", "task", "model", "method", "head", "shots", "best_metric", "best_validation",
-            "best_epoch", "test_accuracy", "test_macro_f1", "test_accuracy_std", "test_macro_f1_std", "train_seconds",
+            "best_epoch", "test_accuracy", "test_macro_f1", "test_accuracy_std", "test_macro_f1_std", "test_scores", "train_seconds",
             "trainable_parameters", "checkpoint_bytes"}
 
 
@@ -79,7 +79,7 @@ def test_multi_seed_parent_shows_mean_and_spread(tmp_path):
     shutil.rmtree(parent / runs.CHECKPOINT, ignore_errors=True)
     for seed, acc in ((13, 0.7), (21, 0.9)):
         fake_run(parent / f"seed-{seed}", accuracy=acc)
-    (parent / run_table.SUMMARY).write_text(json.dumps({
+    (parent / runs.SUMMARY).write_text(json.dumps({
         "accuracy": {"mean": 0.8, "std": 0.1, "per_seed": [0.7, 0.9]}, "macro_f1": {"mean": 0.75, "std": 0.1, "per_seed": [0.65, 0.85]},
         "seeds": [13, 21]}))
     runs.RunInfo("complete", ["neg", "pos"], "head", "linear", "default").save(parent)

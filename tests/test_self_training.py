@@ -42,9 +42,11 @@ def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, t
     config = _unlabeled_project(toy_project, tiny_encoder)
     # prepare first: train then reads the prepared splits back, the unlabelled one included
     assert CliRunner().invoke(app, ["prepare", str(config), "--quiet"]).exit_code == 0
+    run_dir = load_config(config).run_dir
+    prepared = [json.loads(line) for line in (run_dir / "data" / "unlabeled.jsonl").read_text().splitlines()]
+    assert len(prepared) == 40 and all(set(row) == {"text"} for row in prepared)
     result = CliRunner().invoke(app, ["train", str(config), "--quiet", "--json"])
     assert result.exit_code == 0, result.output
-    run_dir = load_config(config).run_dir
     summary = json.loads((run_dir / self_training.SUMMARY).read_text())
     assert summary["unlabeled"] == 40 and [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     for r in (1, 2):
@@ -52,15 +54,17 @@ def test_rounds_retrain_on_pseudo_labels_and_leave_a_complete_run(toy_project, t
         assert counts and all(0 < n <= 10 for n in counts.values())  # share 0.5 of 40: at most 10 per label
         rows = [json.loads(line) for line in (run_dir / "data" / f"pseudo_labeled-round-{r}.jsonl").read_text().splitlines()]
         assert len(rows) == sum(counts.values()) and all(set(row) == {"text", "label", "confidence"} for row in rows)
-    # Each finished round's history is kept; the last round's is history.jsonl and its test metrics are the run's.
+    # Each finished round's history is kept; the selected round's test metrics are the run's.
     assert (run_dir / "history-round-0.jsonl").exists() and (run_dir / "history-round-1.jsonl").exists()
     metrics = json.loads((run_dir / runs.METRICS).read_text())
-    assert metrics["accuracy"] == summary["rounds"][-1]["test_accuracy"]
+    assert metrics["accuracy"] == summary["rounds"][summary["selected_round"]]["test_accuracy"]
+    assert json.loads(result.output)["accuracy"] == metrics["accuracy"]
     info = runs.RunInfo.load(run_dir)
     assert info.status == "complete"
     assert info.train_seconds == pytest.approx(sum(r["train_seconds"] for r in summary["rounds"]), abs=0.01)
     # evaluate reads a self-trained run like any other.
-    assert CliRunner().invoke(app, ["evaluate", str(run_dir), "--json"]).exit_code == 0
+    evaluated = CliRunner().invoke(app, ["evaluate", str(run_dir), "--json"])
+    assert evaluated.exit_code == 0 and json.loads(evaluated.output)["confusion_matrix"] == metrics["confusion_matrix"]
 
 
 def test_few_shot_unlabeled_draws_train_rows_outside_the_sample_without_labels(toy_project):
@@ -92,3 +96,55 @@ def test_missing_unlabeled_file_and_resume_are_clear_errors(monkeypatch, capsys,
     assert code == 2 and "nowhere.csv" in line and "data.unlabeled" in line
     code, _, err = run_main(monkeypatch, capsys, "train", config, "--resume")
     assert code == 2 and "--resume does not continue self-training" in error_line(err)
+
+
+def test_unlabeled_texts_seen_in_validation_or_test_are_dropped(toy_project, tiny_encoder, monkeypatch):
+    from factories import toy_sentiment_rows, write_csv
+
+    from promptft_cli.training.loop import train
+
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
+    config = _unlabeled_project(toy_project, tiny_encoder, rounds=1)
+    folder = toy_project.parent
+    test_texts = [r["text"] for r in toy_sentiment_rows(20, seed=1)][:3]  # test.csv's first rows
+    pool = [{"text": r["text"]} for r in toy_sentiment_rows(40, seed=7)]
+    pool += [{"text": test_texts[0]}, {"text": "  " + test_texts[1].upper()}, {"text": test_texts[2]}]
+    write_csv(folder / "unlabeled.csv", pool)
+    run_dir = train(load_config(config)).run_dir
+    summary = json.loads((run_dir / self_training.SUMMARY).read_text())
+    assert summary["unlabeled"] == 40 and summary["dropped_as_in_validation_or_test"] == 3
+    pseudo = (run_dir / "data" / "pseudo_labeled-round-1.jsonl").read_text()
+    assert not any(json.dumps(t) in pseudo for t in test_texts)
+    assert "dropped 3 unlabelled example(s) that repeat a validation or test text" in (run_dir / runs.LOG).read_text()
+
+
+def test_the_round_with_the_best_validation_score_is_kept(toy_project, tiny_encoder, monkeypatch):
+    import shutil
+
+    from promptft_cli.training import loop
+
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
+    config = _unlabeled_project(toy_project, tiny_encoder, rounds=1)
+    run_dir, real, results = load_config(config).run_dir, loop._run, []
+    snapshot = toy_project.parent / "round-0"
+
+    def run_round(s, directory, resume=False):
+        result = real(s, directory, resume)
+        if not results:
+            shutil.copytree(directory / runs.CHECKPOINT, snapshot / runs.CHECKPOINT)
+            shutil.copy2(directory / runs.METRICS, snapshot / runs.METRICS)
+        else:  # validation says the pseudo-labelled round got worse, on every metric
+            result.best_validation = {k: 1e9 if k == "loss" else -1.0 for k in result.best_validation}
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(loop, "_run", run_round)
+    returned = loop.train(load_config(config))
+    summary = json.loads((run_dir / self_training.SUMMARY).read_text())
+    assert summary["selected_round"] == 0 and len(results) == 2
+    assert (run_dir / runs.METRICS).read_bytes() == (snapshot / runs.METRICS).read_bytes()
+    assert returned.metrics == results[0].metrics
+    for saved in (snapshot / runs.CHECKPOINT).iterdir():
+        assert (run_dir / runs.CHECKPOINT / saved.name).read_bytes() == saved.read_bytes(), saved.name
+    assert (run_dir / runs.HISTORY).read_bytes() == (run_dir / "history-round-0.jsonl").read_bytes()
+    assert not (run_dir / self_training.BEST_ROUND).exists()

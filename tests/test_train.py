@@ -155,3 +155,12 @@ def test_prepared_data_is_reused_until_the_data_changes(tmp_path, tiny_encoder, 
         json.loads(report)["fingerprint"]
     changed = load_config(tmp_path / "config.yaml", ["data.validation_size=0.5"])  # so did the settings
     assert len(prepare(changed, bert_tokenizer)["validation"].rows) > len(fresh["validation"].rows)
+
+
+@pytest.mark.parametrize("metric, worse, same, better", [("loss", 0.6, 0.5, 0.4), ("accuracy", 0.7, 0.8, 0.9),
+                                                        ("macro_f1", 0.7, 0.8, 0.9)])
+def test_only_a_strict_improvement_replaces_the_best_epoch(metric, worse, same, better):
+    from promptft_cli.training.loop import _better
+
+    best = {metric: same}
+    assert [_better({metric: v}, best, metric) for v in (worse, same, better)] == [False, False, True]

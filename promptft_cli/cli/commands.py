@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
@@ -52,15 +52,16 @@ def _main(
 def prepare(config: ConfigArg, set_: SetOpt = None, overwrite: Annotated[bool, typer.Option(help="Allow writing into a finished run's directory.")] = False,
             json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Read, clean, split and sample the data; write prepared JSONL and data_report.json to the run directory."""
+    from promptft_cli.api import load_config
     from promptft_cli.cli import render
-    from promptft_cli.config import load_config
     from promptft_cli.data.prepare import prepare as run_prepare
+    from promptft_cli.modeling.loading import load_tokenizer
     from promptft_cli.runs.layout import check_output_dir
 
     _setup(quiet or json_out)
     cfg = load_config(config, set_)
     check_output_dir(cfg.run_dir, overwrite)
-    data = run_prepare(cfg, force=True)
+    data = run_prepare(cfg, load_tokenizer(cfg.model, cfg.base_dir), force=True)
     _emit(data.report, json_out, render.data_report)
 
 
@@ -70,21 +71,15 @@ def train(config: ConfigArg, set_: SetOpt = None,
           resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its newest complete checkpoint.")] = False,
           json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train per the config (preparing data if needed), keep the best checkpoint, and test it."""
+    from promptft_cli import api
     from promptft_cli.cli import render
-    from promptft_cli.config import load_config
-    from promptft_cli.training.loop import train as run_train
 
     _setup(quiet or json_out)
-    cfg = load_config(config, set_)
+    cfg = api.load_config(config, set_)
     if cfg.data.few_shot and cfg.data.few_shot.seeds:  # the few-shot protocol: one run per seed
-        from promptft_cli.training.distributed import single_process_only
-        from promptft_cli.training.fewshot import train_seeds
-
-        single_process_only("data.few_shot.seeds: one small run per seed", field="data.few_shot.seeds")
-
-        _emit(train_seeds(cfg, overwrite=overwrite, resume=resume), json_out, render.seed_summary)
+        _emit(api.train_seeds(cfg, overwrite=overwrite, resume=resume), json_out, render.seed_summary)
         return
-    result = run_train(cfg, overwrite=overwrite, resume=resume)
+    result = api.train(cfg, overwrite=overwrite, resume=resume)
     from promptft_cli.training import distributed
 
     distributed.finish()
@@ -97,28 +92,35 @@ def evaluate(
     target: Annotated[Path, typer.Argument(help="A run directory, or a config file (its output_dir is used).", show_default=False)],
     data: Annotated[Optional[Path], typer.Option(help="Labelled CSV/TSV/JSONL to score instead of the run's test split.")] = None,
     min_accuracy: Annotated[Optional[float], typer.Option(help="Exit 1 when accuracy is below this (for CI gates).")] = None,
+    min_metric: Annotated[Optional[list[str]], typer.Option(
+        "--min-metric", help="NAME=VALUE: exit 1 when the metric is below VALUE, e.g. bleu=25 or macro_f1=0.8 (repeatable).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per forward pass.")] = None,
     checkpoint: CheckpointOpt = None,
     set_: SetOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run (zero-shot for a config without one)."""
+    """Test metrics of a trained run (zero-shot for a config without one): accuracy, macro-F1, per-class scores and the
+    confusion matrix for classification; BLEU, chrF++, ROUGE and exact match for generation."""
+    from promptft_cli import api
     from promptft_cli.cli import render
-    from promptft_cli.inference.evaluate import evaluate_target
-    from promptft_cli.training.fewshot import evaluate_seeds, multi_seed_dir
+    from promptft_cli.inference.evaluate import gate_failures, quality_bars, run_dir_of
+    from promptft_cli.inference.seeds import evaluate_seeds, multi_seed_dir
 
     _setup(quiet or json_out)
+    bars = quality_bars(_task_of(target, set_), min_metric or [], min_accuracy)  # a bad bar fails before any work
     parent = multi_seed_dir(target, set_) if checkpoint is None else None
     if parent is not None:  # a few-shot protocol run: every seed evaluated, reported as mean ± std
         summary = evaluate_seeds(parent, data, batch_size)
         files = _write_evaluation(summary, parent, data)
         _emit({**summary, "files": [str(f) for f in files]}, json_out, render.seed_summary)
-        metrics = {"accuracy": summary["accuracy"]["mean"]}
+        metrics = summary
     else:
-        metrics, run_dir = evaluate_target(target, data, set_, batch_size, checkpoint)
+        metrics = api.evaluate(target, data, batch_size=batch_size, checkpoint=checkpoint, overrides=set_)
+        run_dir = run_dir_of(target, set_)
         files = _write_evaluation(metrics, run_dir, data)
         _emit({**metrics, "files": [str(f) for f in files]}, json_out, render.metrics)
-    if min_accuracy is not None and metrics["accuracy"] < min_accuracy:
-        raise GateFailed(f"accuracy {metrics['accuracy']:.4f} is below --min-accuracy {min_accuracy}")
+    failed = gate_failures(metrics, bars)
+    if failed:
+        raise GateFailed("; ".join(failed))
 
 
 @app.command()
@@ -136,6 +138,7 @@ def predict(
     from promptft_cli.inference.predict import (
         InputStats,
         Predictor,
+        output_format,
         predictions,
         read_inputs,
         write_predictions,
@@ -143,6 +146,7 @@ def predict(
     from promptft_cli.progress import status, track
 
     _setup(quiet or output is None or json_out)
+    output_format(output)  # a mistyped -o extension fails before the model loads
     predictor = Predictor.for_target(run_dir, checkpoint, set_)
     cfg, stats = predictor.cfg, InputStats()
     inputs = read_inputs(input, cfg.data.columns, encoding or cfg.data.encoding, stats)
@@ -211,7 +215,7 @@ def config_show(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = Fals
     """Print the resolved config (every default filled in, --set applied) as YAML, or JSON with --json."""
     import yaml
 
-    from promptft_cli.config import load_config
+    from promptft_cli.api import load_config
 
     resolved = load_config(config, set_).dump()
     if json_out:
@@ -220,7 +224,7 @@ def config_show(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = Fals
         typer.echo(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), nl=False)
 
 
-def _write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Optional[Path]) -> list[Path]:
+def _write_evaluation(metrics: Mapping[str, Any], run_dir: Path, data: Optional[Path]) -> list[Path]:
     from promptft_cli.inference.evaluate import write_evaluation
     from promptft_cli.progress import status
 
@@ -231,6 +235,21 @@ def _write_evaluation(metrics: dict[str, Any], run_dir: Path, data: Optional[Pat
         return []
     status(f"saved {', '.join(f.name for f in files)} in {run_dir}")
     return files
+
+
+def _task_of(target: Path, overrides: list[str] | None) -> str:
+    """The task of a run directory or config (for checking gates before evaluating)."""
+    from promptft_cli import runs
+    from promptft_cli.config import load_config
+
+    config = target / runs.CONFIG if target.is_dir() else target
+    if target.is_dir() and not config.exists():
+        from promptft_cli.inference.seeds import multi_seed_dir
+
+        parent = multi_seed_dir(target, overrides)
+        seeds = sorted(parent.glob(f"*/{runs.CONFIG}")) if parent else []
+        config = seeds[0] if seeds else config
+    return load_config(config, None if target.is_dir() else overrides).task if config.exists() else "classification"
 
 
 def _setup(quiet: bool) -> None:

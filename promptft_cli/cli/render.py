@@ -12,12 +12,20 @@ console = Console()
 
 def data_report(report: dict[str, Any]) -> None:
     table = Table(title=f"prepared data · template {report.get('template', '')!r}")
-    for col in ("split", "rows", "labels", "tokens p50", "p95", "max", f"> max_length ({report.get('max_length')})"):
+    generation = "max_target_length" in report
+    columns = ("split", "rows", "tokens p50", "p95", "max", f"> max_length ({report.get('max_length')})",
+               "target p50", "p95", "max", f"> max_target_length ({report.get('max_target_length')})") if generation else \
+        ("split", "rows", "labels", "tokens p50", "p95", "max", f"> max_length ({report.get('max_length')})")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("split", "labels") else "right")
     for name, s in report["splits"].items():
-        labels = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
         t = s["tokens"]
-        table.add_row(name, str(s["rows"]), labels, str(t["p50"]), str(t["p95"]), str(t["max"]), f"{t['truncated_share']:.1%}")
+        cells = [str(t["p50"]), str(t["p95"]), str(t["max"]), f"{t['truncated_share']:.1%}"]
+        if generation:
+            g = s["target_tokens"]
+            table.add_row(name, str(s["rows"]), *cells, str(g["p50"]), str(g["p95"]), str(g["max"]), f"{g['truncated_share']:.1%}")
+        else:
+            table.add_row(name, str(s["rows"]), ", ".join(f"{k} {v}" for k, v in s["labels"].items()), *cells)
     console.print(table)
     dropped = {n: {k: v for k, v in d.items() if isinstance(v, int) and v} for n, d in report.get("dropped", {}).items()}
     notes = [f"{n}: dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in d.items()) for n, d in dropped.items() if d]
@@ -30,7 +38,21 @@ def data_report(report: dict[str, Any]) -> None:
                 console.print(f"{name}: {count} {key.replace('_', ' ')} (lines {lines})", style="yellow")
 
 
+def generation_metrics(m: dict[str, Any]) -> None:
+    head = Table(title="metrics" + (f" · {m['run_dir']}" if "run_dir" in m else "") + (" · zero-shot" if m.get("zero_shot") else ""))
+    names = ("n", "BLEU", "chrF++", "ROUGE-1", "ROUGE-2", "ROUGE-L", "exact match", "target loss")
+    for col in names:
+        head.add_column(col, justify="right")
+    head.add_row(str(m["n"]), *(f"{m[k]:.2f}" for k in ("bleu", "chrf")),
+                 *(f"{m[k]:.4f}" for k in ("rouge1", "rouge2", "rougeL", "exact_match")), _num(m.get("loss")))
+    console.print(head)
+    for metric, signature in (m.get("signatures") or {}).items():
+        console.print(f"{metric} signature: {signature}", style="dim")
+
+
 def metrics(m: dict[str, Any]) -> None:
+    if "chrf" in m:
+        return generation_metrics(m)
     head = Table(title="metrics" + (f" · {m['run_dir']}" if "run_dir" in m else ""))
     for col in ("n", "accuracy", "macro-F1"):
         head.add_column(col, justify="right")
@@ -76,15 +98,20 @@ _STATUS_STYLE = {"complete": "green", "running": "cyan", "failed": "red", "inter
 def _run_cells(r) -> dict[str, str]:
     from promptft_cli.runs.table import human_bytes
 
-    short = {"accuracy": "acc", "macro_f1": "F1"}.get(r.best_metric or "", r.best_metric)
+    short = {"accuracy": "acc", "macro_f1": "F1", "chrf": "chrF", "bleu": "BLEU"}.get(r.best_metric or "", r.best_metric)
     best = f"{short} {_num(r.best_validation, '{:.3f}')}" if r.best_validation is not None else "-"
     model = r.model if not r.model or "/" not in r.model or r.model.count("/") == 1 and not r.model.startswith("/") else "…/" + r.model.rstrip("/").rsplit("/", 1)[-1]
     status = f"[{_STATUS_STYLE.get(r.status, 'dim')}]{r.status}[/]"
     return {"name": r.name, "task": r.task or "-", "model": model or "-", "method": r.method or "-", "head": r.head or "-",
-            "k/seeds": r.shots or "all", "best val": best, "test acc": _num(r.test_accuracy, std=r.test_accuracy_std),
-            "macro-F1": _num(r.test_macro_f1, std=r.test_macro_f1_std), "time": _duration(r.train_seconds),
+            "k/seeds": r.shots or "all", "best val": best, **_test_cells(r), "time": _duration(r.train_seconds),
             "params": _count(r.trainable_parameters),
             "ckpt": human_bytes(r.checkpoint_bytes), "status": status}
+
+
+def _test_cells(r) -> dict[str, str]:
+    if r.test_accuracy is None and r.test_scores:  # a generation run: its headline scores in the same two columns
+        return {"test acc": f"chrF {r.test_scores.get('chrf', 0):.2f}", "macro-F1": f"BLEU {r.test_scores.get('bleu', 0):.2f}"}
+    return {"test acc": _num(r.test_accuracy, std=r.test_accuracy_std), "macro-F1": _num(r.test_macro_f1, std=r.test_macro_f1_std)}
 
 
 def runs_table(rows, root: str = "") -> None:
@@ -160,12 +187,14 @@ def _fmt_value(value) -> str:
 
 def seed_summary(s: dict[str, Any]) -> None:
     """The few-shot protocol's result: each seed's test metrics, then mean ± std over the seeds."""
-    k = f"k={s['k']} per class · " if "k" in s else ""
+    generation = "chrf" in s
+    k = f"k={s['k']}{' examples' if generation else ' per class'} · " if "k" in s else ""
     table = Table(title=f"{k}{len(s['seeds'])} seeds · {s.get('run_dir', '')}")
-    for col in ("seed", "accuracy", "macro-F1"):
+    shown = (("bleu", "BLEU"), ("chrf", "chrF++"), ("rougeL", "ROUGE-L")) if generation else \
+        (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+    for col in ("seed", *(label for _, label in shown)):
         table.add_column(col, justify="right")
     for i, seed in enumerate(s["seeds"]):
-        table.add_row(str(seed), f"{s['accuracy']['per_seed'][i]:.4f}", f"{s['macro_f1']['per_seed'][i]:.4f}",
-                      end_section=i == len(s["seeds"]) - 1)
-    table.add_row("[bold]mean ± std[/]", *(f"[bold]{s[m]['mean']:.4f} ± {s[m]['std']:.4f}[/]" for m in ("accuracy", "macro_f1")))
+        table.add_row(str(seed), *(f"{s[m]['per_seed'][i]:.4f}" for m, _ in shown), end_section=i == len(s["seeds"]) - 1)
+    table.add_row("[bold]mean ± std[/]", *(f"[bold]{s[m]['mean']:.4f} ± {s[m]['std']:.4f}[/]" for m, _ in shown))
     console.print(table)

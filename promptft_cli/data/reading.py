@@ -65,7 +65,11 @@ def _format(path: Path) -> str:
         return "jsonl"
     if suffix in (".tsv", ".tab"):
         return "tsv"
-    return "csv"
+    if suffix == ".csv":
+        return "csv"
+    # Read as CSV, a .txt or .parquet file would load as one column of garbage or fail rows later, far from the cause.
+    raise PromptftError(f"unknown data file extension '{path.suffix}'; use .csv, .tsv (.tab) or .jsonl (.ndjson, .json)",
+                        file=path)
 
 
 def _decoded_lines(stream, path: Path | str, encoding: str, hint: str = DECODE_HINT) -> Iterator[str]:

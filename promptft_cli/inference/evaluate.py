@@ -27,6 +27,26 @@ def labelled_rows(path: Path, columns: list[str], label_column: str, labels: Seq
     return split.rows
 
 
+def reference_rows(path: Path, cfg, prepared: bool = False) -> list[dict[str, str]]:
+    """Read a file of inputs + targets (and references) for evaluating a generation run."""
+    from promptft_cli.data.generation import read_generation_split
+    from promptft_cli.prompting.generation import REFERENCES, TARGET
+
+    target, references = (TARGET, REFERENCES) if prepared else (cfg.data.target_column, cfg.data.references_column)
+    split, _ = read_generation_split(path, "evaluation", cfg.data.columns, target, references,
+                                     "utf-8" if prepared else cfg.data.encoding)
+    return split.rows
+
+
+def _rows_of(path: Path, predictor: "Predictor", prepared: bool = False) -> list[dict[str, str]]:
+    cfg = predictor.cfg
+    if cfg.task == "generation":
+        return reference_rows(path, cfg, prepared)
+    if prepared:
+        return labelled_rows(path, cfg.data.columns, "label", predictor.labels)
+    return labelled_rows(path, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
+
+
 def evaluate(predictor: "Predictor", rows: list[dict[str, str]], batch_size: int | None = None) -> Metrics:
     """The task's test metrics of the predictor's model on labelled rows."""
     split = predictor.encode(rows)
@@ -41,18 +61,17 @@ def evaluate_target(target: Path, data: Path | None = None, overrides: list[str]
     """
     from promptft_cli.inference.predict import Predictor
 
-    run_dir = _run_dir_of(target, overrides)
+    run_dir = run_dir_of(target, overrides)
     predictor = Predictor.for_target(target, checkpoint, overrides)
-    cfg = predictor.cfg
     if predictor.zero_shot:
         return _evaluate_zero_shot(predictor, data, batch_size), run_dir
     if data is not None:
-        rows = labelled_rows(data, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
+        rows = _rows_of(data, predictor)
     else:
         test_file = run_dir / runs.DATA / "test.jsonl"
         if not test_file.exists():
             raise PromptftError("run has no prepared test split; pass --data FILE", file=run_dir)
-        rows = labelled_rows(test_file, cfg.data.columns, "label", predictor.labels)
+        rows = _rows_of(test_file, predictor, prepared=True)
     return evaluate(predictor, rows, batch_size), run_dir
 
 
@@ -63,17 +82,17 @@ def _evaluate_zero_shot(predictor: "Predictor", data: Path | None, batch_size: i
     cfg = predictor.cfg
     prepared = prepare(cfg, predictor.tokenizer)
     missing = [label for label in prepared.labels if label not in predictor.labels]
-    if missing:  # the verbalizer's own order is fine, but every label of the data needs words
+    if missing and cfg.task != "generation":  # the verbalizer's own order is fine, but every label of the data needs words
         raise PromptftError(f"the data has label(s) {', '.join(missing)} without words in prompt.verbalizer",
                             field="prompt.verbalizer")
-    if data is not None:
-        rows = labelled_rows(data, cfg.data.columns, cfg.data.label_column, predictor.labels, cfg.data.encoding)
-    else:
-        rows = prepared["test"].rows
+    rows = _rows_of(data, predictor) if data is not None else prepared["test"].rows
     return replace(evaluate(predictor, rows, batch_size), zero_shot=True)
 
 
-def _run_dir_of(target: Path, overrides: list[str] | None) -> Path:
+def run_dir_of(target: Path, overrides: list[str] | None = None) -> Path:
+    """The run directory `target` names: itself, or the output_dir of a config file."""
+    if not target.exists():
+        raise PromptftError("no run directory or config file here", file=target)
     if target.is_dir():
         return target
     from promptft_cli.config import load_config
@@ -93,8 +112,49 @@ def write_evaluation(metrics: Mapping[str, Any], run_dir: Path, data: Path | Non
     stem = "evaluation" if data is None else f"evaluation-{data.stem}"
     report = run_dir / f"{stem}.json"
     runs.write_json_atomic(report, {"data": str(data) if data else "test split", **metrics})
+    if "chrf" in metrics:  # generation: the per-example scores are in the JSON; no figure
+        return [report]
     if "confusion_matrix" not in metrics:
         return [report, plot_seeds(metrics, run_dir / f"{stem}_seeds.png")]
     title = f"{data.name if data else 'test split'}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
     figure = plot_confusion(metrics["confusion_matrix"], metrics["labels"], run_dir / f"{stem}_confusion_matrix.png", title)
     return [report, figure]
+
+
+def quality_bars(task: str, minimums: Sequence[str] = (), min_accuracy: float | None = None) -> list[tuple[str, float]]:
+    """The (metric, minimum) pairs of `--min-metric NAME=VALUE` and `--min-accuracy`; a metric the task lacks is an error."""
+    from promptft_cli.tasks.base import TASKS
+
+    known = [m for m in TASKS[task].stopping_metrics if m != "loss"]
+    bars = [_parse_minimum(item, known, task) for item in minimums]
+    if min_accuracy is not None:
+        bars.insert(0, (_known("accuracy", known, task, "--min-accuracy"), min_accuracy))
+    return bars
+
+
+def gate_failures(metrics: Mapping[str, Any], bars: Sequence[tuple[str, float]]) -> list[str]:
+    """What misses its bar; a multi-seed summary is gated on each metric's mean over seeds."""
+    failed = []
+    for name, bar in bars:
+        value = metrics[name]["mean"] if isinstance(metrics[name], Mapping) else metrics[name]
+        if value < bar:
+            option = f"--min-accuracy {bar:g}" if name == "accuracy" else f"--min-metric {name}={bar:g}"
+            failed.append(f"{name} {value:.4f} is below {option}")
+    return failed
+
+
+def _parse_minimum(item: str, known: list[str], task: str) -> tuple[str, float]:
+    name, sep, value = item.partition("=")
+    try:
+        bar = float(value)
+    except ValueError:
+        bar = None
+    if not sep or bar is None:
+        raise PromptftError(f"expected NAME=VALUE such as {known[0]}=25, got '{item}'", field="--min-metric")
+    return _known(name.strip(), known, task, "--min-metric"), bar
+
+
+def _known(name: str, known: list[str], task: str, option: str) -> str:
+    if name not in known:
+        raise PromptftError(f"task {task} does not compute '{name}'; choose one of: {', '.join(known)}", field=option)
+    return name

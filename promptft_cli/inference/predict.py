@@ -44,20 +44,31 @@ class Predictor:
     """LM-BFF demonstrations drawn from the run's training split (see demonstrations.py), when configured."""
     zero_shot: bool = False
     """Scores come from the pretrained model through template and verbalizer alone (no trained run)."""
+    demonstration_rows: list[dict[str, str]] | None = None
+    """Generation: the training rows that in-context demonstrations are drawn from, when configured."""
     task: Task = field(init=False)
     encode: Encoder = field(init=False, repr=False)
     """rows -> encoded split, as in training (template, demonstrations, label indices when `labelled`)."""
 
     def __post_init__(self) -> None:
         self.task = get_task(self.cfg.task)
-        self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
+        if self.cfg.task == "generation":
+            from promptft_cli.tasks.generation import encoder_for as generation_encoder
+
+            self.encode = generation_encoder(self.cfg, self.tokenizer, self.model.kind, self.demonstration_rows)
+        else:
+            self.encode = encoder_for(self.cfg, self.tokenizer, self.labels, self.demonstrations)
 
     @classmethod
-    def from_run(cls, run_dir: Path, checkpoint: Path | None = None) -> "Predictor":
-        """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one."""
+    def from_run(cls, run_dir: Path, checkpoint: Path | None = None, overrides: list[str] | None = None) -> "Predictor":
+        """Load a finished run; `checkpoint` (a checkpoints/step-N or weights folder) also works on an unfinished one.
+
+        Of `overrides`, only decoding settings (`generate.*`) apply: the rest of a trained run is fixed.
+        """
+        from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
         from promptft_cli.modeling.weights import load_weights
-        from promptft_cli.prompting.demonstrations import from_run
+        from promptft_cli.prompting.demonstrations import run_training_rows
         from promptft_cli.prompting.templates import template_for
         from promptft_cli.training.checkpoints import weights_for
 
@@ -65,14 +76,19 @@ class Predictor:
             weights, labels = run_dir / runs.CHECKPOINT, runs.require_finished(run_dir).labels
         else:
             weights, labels = weights_for(run_dir, checkpoint)
-        cfg = load_config(run_dir / runs.CONFIG)
+        cfg = load_config(run_dir / runs.CONFIG, [o for o in overrides or [] if o.startswith("generate.")])
         tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
         model = get_task(cfg.task).build_model(cfg, tokenizer, labels, report=False)
         load_weights(model, weights)
         if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):  # those placed it already
             model.to(inference_device())
-        return cls(cfg, labels, tokenizer, template_for(cfg), model,
-                   demonstrations=from_run(cfg, run_dir, labels, tokenizer))
+        rows = run_training_rows(run_dir) if cfg.prompt.demonstrations is not None else None
+        if cfg.task == "generation":
+            return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstration_rows=rows)
+        demos = None
+        if cfg.prompt.demonstrations is not None:  # drawn from the training split the run saved, as in training
+            demos = demonstrations_for(cfg, rows, labels, tokenizer)
+        return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos)
 
     @classmethod
     def from_config(cls, cfg: Config, labels: Sequence[str] | None = None) -> "Predictor":
@@ -81,12 +97,12 @@ class Predictor:
         `labels` default to the verbalizer's, in its order; evaluation passes the data's so they are checked.
         """
         from promptft_cli.data.prepare import prepare
+        from promptft_cli.modeling.embedding import demonstrations_for
         from promptft_cli.modeling.loading import load_tokenizer
-        from promptft_cli.prompting.demonstrations import (
-            from_config as demonstrations_from,
-        )
         from promptft_cli.prompting.templates import template_for
 
+        if cfg.task == "generation":
+            return cls._zero_shot_generation(cfg)
         if cfg.prompt.resolved_head != "verbalizer":
             raise PromptftError("zero-shot scoring needs a verbalizer (label → words) and head 'verbalizer'; "
                                 "set prompt.verbalizer, or train the config first", field="prompt.verbalizer")
@@ -97,22 +113,41 @@ class Predictor:
             model.to(inference_device())
         demos = None
         if cfg.prompt.demonstrations is not None:  # drawn from the prepared training split, as in training
-            demos = demonstrations_from(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
+            demos = demonstrations_for(cfg, prepare(cfg, tokenizer)["train"].rows, labels, tokenizer)
         return cls(cfg, labels, tokenizer, template_for(cfg), model, demonstrations=demos, zero_shot=True)
+
+    @classmethod
+    def _zero_shot_generation(cls, cfg: Config) -> "Predictor":
+        """The untouched model prompted with the template (an instruction), plus demonstrations when configured."""
+        from promptft_cli.data.prepare import prepare
+        from promptft_cli.modeling.loading import load_tokenizer
+        from promptft_cli.prompting.templates import template_for
+
+        tokenizer = load_tokenizer(cfg.model, cfg.base_dir)
+        # `full` changes nothing at build time: the configured method's fresh virtual tokens or prefixes would.
+        untouched = cfg.model_copy(update={"method": type(cfg.method).model_validate({"name": "full"})})
+        model = get_task(cfg.task).build_model(untouched, tokenizer, [])
+        if not (cfg.model.device_map or cfg.model.load_in_8bit or cfg.model.load_in_4bit):
+            model.to(inference_device())
+        rows = prepare(cfg, tokenizer)["train"].rows if cfg.prompt.demonstrations is not None else None
+        return cls(cfg, [], tokenizer, template_for(cfg), model, zero_shot=True, demonstration_rows=rows)
 
     @classmethod
     def for_target(cls, target: Path, checkpoint: Path | None = None,
                    overrides: list[str] | None = None) -> "Predictor":
         """A run directory → its trained model; a config → its run, or zero-shot when output_dir holds none."""
+        if not target.exists():
+            raise PromptftError("no run directory or config file here", file=target)
         if target.is_dir():
-            return cls.from_run(target, checkpoint)
+            return cls.from_run(target, checkpoint, overrides)
         cfg = load_config(target, overrides)
         # Any run.json means a run exists: an unfinished one is an error to report, not a reason for zero-shot.
         if checkpoint is not None or (cfg.run_dir / runs.RUN_INFO).exists():
-            return cls.from_run(cfg.run_dir, checkpoint)
+            return cls.from_run(cfg.run_dir, checkpoint, overrides)
         from promptft_cli.progress import status
 
-        status(f"no finished run in {cfg.run_dir}: zero-shot (template + verbalizer, no training)")
+        how = "the untrained model prompted with the template" if cfg.task == "generation" else "template + verbalizer"
+        status(f"no finished run in {cfg.run_dir}: zero-shot ({how}, no training)")
         return cls.from_config(cfg)
 
     def infer(self, split, batch_size: int | None = None):
@@ -170,10 +205,20 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
+def output_format(output: Path | None) -> str:
+    """csv, tsv or jsonl from `-o`'s extension (none: JSONL on stdout); any other extension is an error."""
+    if output is None:
+        return "jsonl"
+    formats = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".tab": "tsv", ".csv": "csv"}
+    if output.suffix.lower() not in formats:
+        raise PromptftError(f"unknown output extension '{output.suffix}'; use .csv, .tsv or .jsonl", file=output,
+                            field="--output")
+    return formats[output.suffix.lower()]
+
+
 def write_predictions(rows: Iterable[dict[str, Any]], output: Path | None) -> int:
     """Write CSV/TSV or JSONL by extension (stdout: JSONL); atomically when writing a file."""
-    fmt = "jsonl" if output is None or output.suffix.lower() in (".jsonl", ".json", ".ndjson") else (
-        "tsv" if output.suffix.lower() == ".tsv" else "csv")
+    fmt = output_format(output)
     if output is None:
         n = 0
         for row in rows:

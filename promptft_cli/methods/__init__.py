@@ -7,7 +7,7 @@ the config validation and `promptft --help` stay instant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,8 @@ class Prepared:
     backbone: "torch.nn.Module"
     virtual_tokens: int = 0
     """Positions the method prepends to the backbone's outputs (prompt tuning, p-tuning)."""
+    prefix_positions: int = 0
+    """Positions the method's prefix takes in the backbone's position table (prefix tuning on a decoder)."""
     is_peft: bool = False
     """The backbone is a peft model: the checkpoint holds the adapter in peft's format."""
 
@@ -38,8 +40,9 @@ class Method:
     options: type[MethodOptions]
     default_lr: float
     summary: str
-    apply: Callable[[Any, Any, str], Prepared]
-    """apply(backbone, options, model_kind) -> Prepared; model_kind is encoder, mlm or causal."""
+    apply: Callable[..., Prepared]
+    """apply(backbone, options, model_kind, task_type="FEATURE_EXTRACTION") -> Prepared; model_kind is encoder,
+    mlm or causal (classification) or causal/seq2seq (generation, with peft's CAUSAL_LM / SEQ_2_SEQ_LM task type)."""
     frozen_backbone: bool = False
     """The backbone is not trained at all, so its outputs can be computed once and cached."""
 

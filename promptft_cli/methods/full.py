@@ -7,7 +7,7 @@ class FullOptions(MethodOptions):
     pass
 
 
-def apply(backbone, options: FullOptions, model_kind: str) -> Prepared:
+def apply(backbone, options: FullOptions, model_kind: str, task_type: str = "FEATURE_EXTRACTION") -> Prepared:
     for p in backbone.parameters():
         p.requires_grad_(True)
     return Prepared(backbone)

@@ -7,7 +7,7 @@ class HeadOptions(MethodOptions):
     pass
 
 
-def apply(backbone, options: HeadOptions, model_kind: str) -> Prepared:
+def apply(backbone, options: HeadOptions, model_kind: str, task_type: str = "FEATURE_EXTRACTION") -> Prepared:
     backbone.requires_grad_(False)
     return Prepared(backbone)
 

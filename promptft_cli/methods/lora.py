@@ -16,7 +16,7 @@ class LoraOptions(MethodOptions):
     """Module names to adapt; null uses peft's default for the architecture, else all linear layers."""
 
 
-def apply(backbone, options: LoraOptions, model_kind: str) -> Prepared:
+def apply(backbone, options: LoraOptions, model_kind: str, task_type: str = "FEATURE_EXTRACTION") -> Prepared:
     from peft import LoraConfig, TaskType, get_peft_model
     from peft.utils.constants import (
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
@@ -24,7 +24,7 @@ def apply(backbone, options: LoraOptions, model_kind: str) -> Prepared:
 
     targets = options.target_modules or DEFAULTS.get(backbone.config.model_type) or "all-linear"
     cfg = LoraConfig(
-        task_type=TaskType.FEATURE_EXTRACTION,
+        task_type=TaskType[task_type],
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,

@@ -16,11 +16,11 @@ class PTuningOptions(MethodOptions):
     """Prompt-encoder architecture (the paper uses an LSTM; the MLP trains faster)."""
 
 
-def apply(backbone, options: PTuningOptions, model_kind: str) -> Prepared:
+def apply(backbone, options: PTuningOptions, model_kind: str, task_type: str = "FEATURE_EXTRACTION") -> Prepared:
     from peft import PromptEncoderConfig, TaskType, get_peft_model
 
     cfg = PromptEncoderConfig(
-        task_type=TaskType.FEATURE_EXTRACTION,
+        task_type=TaskType[task_type],
         num_virtual_tokens=options.num_virtual_tokens,
         encoder_hidden_size=options.encoder_hidden_size,
         encoder_reparameterization_type=options.encoder_type,

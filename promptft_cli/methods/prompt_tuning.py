@@ -16,7 +16,7 @@ class PromptTuningOptions(MethodOptions):
     """Words whose embeddings initialise the soft prompt when `init: text`."""
 
 
-def apply(backbone, options: PromptTuningOptions, model_kind: str) -> Prepared:
+def apply(backbone, options: PromptTuningOptions, model_kind: str, task_type: str = "FEATURE_EXTRACTION") -> Prepared:
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
     kwargs = {}
@@ -26,7 +26,7 @@ def apply(backbone, options: PromptTuningOptions, model_kind: str) -> Prepared:
             "prompt_tuning_init_text": options.init_text,
             "tokenizer_name_or_path": backbone.config.name_or_path,
         }
-    cfg = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=options.num_virtual_tokens, **kwargs)
+    cfg = PromptTuningConfig(task_type=TaskType[task_type], num_virtual_tokens=options.num_virtual_tokens, **kwargs)
     return Prepared(get_peft_model(backbone, cfg), options.num_virtual_tokens, is_peft=True)
 
 

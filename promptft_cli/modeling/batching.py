@@ -20,6 +20,15 @@ POOL_BATCHES = 50
 INFERENCE_TOKENS = 2048
 
 
+def pad_token_id(classifier) -> int:
+    """The pad id build_classifier recorded; a wrapper (FSDP, DDP) keeps the classifier as `.module`."""
+    while not hasattr(classifier, "pad_token_id") and hasattr(classifier, "module"):
+        classifier = classifier.module
+    if getattr(classifier, "pad_token_id", None) is None:  # not 0: that is a real token in most vocabularies
+        raise ValueError("classifier has no pad_token_id; build it with build_classifier")
+    return classifier.pad_token_id
+
+
 def collate(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad the chosen examples to the longest among them."""
     width = max(split.lengths[i] for i in indices)

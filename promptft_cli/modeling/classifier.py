@@ -10,7 +10,7 @@ from torch import nn
 from promptft_cli.errors import PromptftError
 from promptft_cli.methods import METHODS
 from promptft_cli.modeling.heads import LinearHead, LMVerbalizerHead, SimilarityHead, label_phrase_vectors
-from promptft_cli.modeling.loading import load_backbone, model_kind, pooling_mode, resolve_model_path
+from promptft_cli.modeling.loading import is_decoder, load_backbone, model_kind, pooling_mode, resolve_model_path
 from promptft_cli.prompting import verbalizers
 from promptft_cli.prompting.soft_prompts import SoftPrompt
 from promptft_cli.prompting.templates import VERBALIZER_FIELD, Verbalizer, resolve_soft, soft_init_ids, template_for
@@ -42,8 +42,11 @@ class PromptClassifier(nn.Module):
         with self.head.reading(self.backbone, read):
             outputs = self.backbone(**inputs)
         if self.virtual_tokens:
-            ones = attention_mask.new_ones(attention_mask.size(0), self.virtual_tokens)
-            attention_mask = torch.cat([ones, attention_mask], dim=1)
+            # The outputs start with the virtual tokens' states; the heads pool over the text's own tokens only
+            # (cls is the real [CLS], mean excludes the soft prompt), which is also how encode_phrases embeds
+            # the similarity head's label phrases: bare, so both sides of its cosine are pooled the same way.
+            hidden = attention_mask.new_zeros(attention_mask.size(0), self.virtual_tokens)
+            attention_mask = torch.cat([hidden, attention_mask], dim=1)
         # A backbone loaded in bf16/fp16 (model.dtype) feeds a float32 head: its weights stay full precision.
         return self.head.features(outputs, attention_mask, read).float()
 
@@ -65,13 +68,15 @@ def build_classifier(cfg: "Config", labels: list[str], tokenizer, *, report: boo
     verbalizer = verbalizers.verbalizer_for(cfg, labels, tokenizer, kind, report)
     backbone = load_backbone(cfg.model, kind, cfg.base_dir)
     path = resolve_model_path(cfg.model.name, cfg.base_dir)
-    pooling = pooling_mode(cfg.model, path, getattr(backbone.config, "is_decoder", False) or kind == "causal")
+    decoder = kind == "causal" or is_decoder(backbone.config.to_dict())
+    pooling = pooling_mode(cfg.model, path, decoder)
     head = build_head(cfg, kind, backbone, tokenizer, labels, pooling, verbalizer)
     soft = SoftPrompt(backbone.get_input_embeddings(), soft_init_ids(template, tokenizer)) if template.n_soft else None
     if soft is not None:
         head.cacheable_features = False  # soft vectors feed the backbone: its output changes as they train
     method = METHODS[cfg.method.name]
     prepared = method.apply(backbone, cfg.method.options, kind)
+    _check_positions(cfg, kind, backbone.config, verbalizer, prepared.virtual_tokens + prepared.prefix_positions)
     classifier = PromptClassifier(prepared.backbone, head, kind, prepared.virtual_tokens, soft)
     classifier.is_peft = prepared.is_peft
     classifier.num_labels = len(labels)
@@ -99,18 +104,32 @@ def build_head(cfg: "Config", kind: str, backbone, tokenizer, labels: list[str],
     if verbalizer is None:  # the config schema already requires it; a clear message if called directly
         raise PromptftError("head 'verbalizer' needs prompt.verbalizer (label → words)", field=VERBALIZER_FIELD)
     if kind in ("mlm", "causal"):
-        _check_positions(cfg, kind, backbone, verbalizer)
         return LMVerbalizerHead(verbalizer, combine, causal=kind == "causal")
     vectors, owners = label_phrase_vectors(backbone, tokenizer, verbalizer, pooling, combine)
     return SimilarityHead(vectors, owners, len(labels), pooling, combine)
 
 
-def _check_positions(cfg: "Config", kind: str, backbone, verbalizer: Verbalizer) -> None:
-    """A causal LM appends label-word tokens after the template: they must fit the model's positions."""
-    limit = getattr(backbone.config, "max_position_embeddings", None) or getattr(backbone.config, "n_positions", None)
-    if kind != "causal" or not limit:
+def _check_positions(cfg: "Config", kind: str, hf_config, verbalizer: Verbalizer | None, virtual: int) -> None:
+    """Every position the backbone sees must fit its position table, else it fails deep inside the forward pass.
+
+    The budget: model.max_length (template, {soft} vectors and specials are inside it), plus the method's
+    virtual tokens that take positions (prompt_tuning, p_tuning; prefix_tuning on a decoder), plus on a
+    causal LM the label-word tokens appended after the template (all but the last).
+    """
+    limit = getattr(hf_config, "max_position_embeddings", None) or getattr(hf_config, "n_positions", None)
+    if not limit:
         return
-    longest = max(len(ids) for words in verbalizer.token_ids.values() for ids in words)
-    if cfg.model.max_length + longest - 1 > limit:
-        raise PromptftError(f"model.max_length {cfg.model.max_length} plus the longest label word ({longest} tokens) "
-                            f"exceeds the model's {limit} positions; lower model.max_length", field="model.max_length")
+    label_tokens = 0
+    if kind == "causal" and cfg.prompt.resolved_head == "verbalizer" and verbalizer is not None:
+        label_tokens = max(len(ids) for words in verbalizer.token_ids.values() for ids in words) - 1
+    total = cfg.model.max_length + virtual + label_tokens
+    if total <= limit:
+        return
+    parts = [f"model.max_length {cfg.model.max_length}"]
+    if virtual:
+        parts.append(f"method.num_virtual_tokens {virtual}")
+    if label_tokens:
+        parts.append(f"{label_tokens} label-word token(s) after the template")
+    fix = "lower model.max_length" + (" or method.num_virtual_tokens" if virtual else "")
+    raise PromptftError(f"{' + '.join(parts)} = {total} positions, but the model has {limit}; {fix}",
+                        field="model.max_length")

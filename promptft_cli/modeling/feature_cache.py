@@ -74,10 +74,10 @@ def encode(classifier, split, batch_size: int) -> "torch.Tensor":
     """The head's input features for every example, in the split's order (length-sorted batches, no grad)."""
     import torch
 
-    from promptft_cli.modeling.batching import collate, inference_batches
+    from promptft_cli.modeling.batching import collate, inference_batches, pad_token_id
 
     device = next(classifier.parameters()).device
-    pad_id = getattr(classifier, "pad_token_id", 0)
+    pad_id = pad_token_id(classifier)
     table = None
     was_training = classifier.training
     classifier.eval()

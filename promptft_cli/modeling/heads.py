@@ -31,8 +31,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch
     if mode == "cls":
         first = attention_mask.to(torch.long).argmax(dim=1)  # first real token, after any left padding
         return hidden[torch.arange(hidden.size(0), device=hidden.device), first]
-    # "last": the last real token; right padding is what our collator produces.
-    last = attention_mask.to(torch.long).sum(1) - 1
+    # "last": the last real token. Not `mask.sum() - 1`: positions masked out ahead of the text (peft's virtual
+    # tokens, see PromptClassifier.features) would shift it.
+    last = hidden.size(1) - 1 - attention_mask.to(torch.long).flip(1).argmax(dim=1)
     return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
 
 

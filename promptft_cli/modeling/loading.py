@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from promptft_cli.config import ModelConfig
 
 
+
+log = logging.getLogger("promptft.models")
 
 DEFAULT_MODEL = "default"
 DEFAULT_LM = "default-lm"  # the embedded SmolLM2-135M-Instruct (modeling/embedded_lm.py)
@@ -51,12 +54,39 @@ def model_kind(model_cfg: "ModelConfig", head: str, base_dir: Path | None = None
     """Which backbone the head needs: `mlm`, `causal`, or a plain `encoder` (no LM head)."""
     if head != "verbalizer":
         return "encoder"
-    architectures = " ".join(_hf_config(model_cfg, base_dir).get("architectures") or [])
+    names = _hf_config(model_cfg, base_dir).get("architectures") or []
+    architectures = " ".join(names)
     if "MaskedLM" in architectures:
         return "mlm"
     if "CausalLM" in architectures or "LMHeadModel" in architectures:
         return "causal"
-    return "encoder"
+    if not names:
+        log.warning("%s: config.json names no architecture; assuming a plain encoder (similarity head)", model_cfg.name)
+        return "encoder"
+    if any(name.endswith("Model") for name in names):  # BertModel, MPNetModel: the bare encoder
+        return "encoder"
+    # e.g. T5ForConditionalGeneration or BertForSequenceClassification: read as a bare encoder, its scores
+    # would be the similarity of whatever AutoModel makes of it, a silent guess.
+    raise PromptftError(f"architecture {architectures} is not a masked LM, a causal LM or a plain encoder, so head "
+                        "'verbalizer' cannot score labels with it; pick such a model or set prompt.head: linear",
+                        file=model_cfg.name, field="model.name")
+
+
+def is_decoder(hf_config: dict[str, Any]) -> bool:
+    """Decoder-only (GPT-2, Llama, ...): told by the architecture, since their configs leave `is_decoder` false."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = " ".join(hf_config.get("architectures") or [])
+    if hf_config.get("is_decoder") or "CausalLM" in architectures or "LMHeadModel" in architectures:
+        return True
+    if "MaskedLM" in architectures:
+        return False
+    # BERT also has a causal-LM class (BertLMHeadModel): only a model type with no masked LM is decoder-only.
+    model_type = hf_config.get("model_type")
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def _hf_config(model_cfg: "ModelConfig", base_dir: Path | None) -> dict[str, Any]:
@@ -97,7 +127,13 @@ def load_tokenizer(model_cfg: "ModelConfig", base_dir: Path | None = None):
         raise PromptftError(f"cannot load tokenizer: {_first_line(exc)}", file=model_cfg.name, field="model.name") from None
     if tok.pad_token is None:
         # Decoder-only models ship without a pad token; padding positions are masked out anyway.
-        tok.pad_token = tok.eos_token or tok.unk_token
+        stand_in = tok.eos_token or tok.unk_token
+        if stand_in is None:
+            raise PromptftError("the tokenizer has no pad, end-of-sequence or unknown token to pad batches with; "
+                                "add a pad_token to its tokenizer_config.json", file=path, field="model.name")
+        log.warning("%s: the tokenizer has no pad token; padding with %r (padded positions are masked out)",
+                    model_cfg.name, str(stand_in))
+        tok.pad_token = stand_in
     return tok
 
 

@@ -31,6 +31,7 @@ from promptft_cli.prompting.templates import (
     Text,
     _special_tokens_around,
     encode,
+    fit_lengths,
     render_demonstration,
 )
 
@@ -44,63 +45,31 @@ Embedder = Callable[[list[str]], "np.ndarray"]
 _UNLIMITED = 1_000_000
 
 
-def from_config(cfg: "Config", train_rows: Sequence[Mapping[str, str]], labels: Sequence[str], tokenizer) -> "Demonstrations | None":
-    """The configured demonstrations drawn from `train_rows`, or None when `prompt.demonstrations` is not set."""
+def from_config(cfg: "Config", train_rows: Sequence[Mapping[str, str]], labels: Sequence[str], *,
+                causal: bool, embed: Embedder | None) -> "Demonstrations | None":
+    """The configured demonstrations drawn from `train_rows`, or None when `prompt.demonstrations` is not set.
+
+    `causal`: the model reads them before the input; `embed` (texts -> unit vectors) is what `select: similar`
+    compares by. The modeling layer supplies both (see modeling/embedding.py): this module loads no model.
+    """
     settings = cfg.prompt.demonstrations
     if settings is None:
         return None
-    from promptft_cli.modeling.loading import model_kind
-
-    before = model_kind(cfg.model, "verbalizer", cfg.base_dir) == "causal"
-    embed = backbone_embedder(cfg, tokenizer) if settings.select == "similar" else None
+    if settings.select == "similar" and embed is None:
+        raise PromptftError("demonstrations select 'similar' needs an embedder", field="prompt.demonstrations.select")
     return Demonstrations([dict(r) for r in train_rows], list(labels), cfg.data.columns, label_words(cfg, labels),
-                          settings.per_class, settings.select, cfg.train.seed, before, embed)
+                          settings.per_class, settings.select, cfg.train.seed, causal,
+                          embed if settings.select == "similar" else None)
 
 
-def from_run(cfg: "Config", run_dir: Path, labels: Sequence[str], tokenizer) -> "Demonstrations | None":
-    """The demonstrations of a trained run: drawn from the training split it saved, as in training."""
-    if cfg.prompt.demonstrations is None:
-        return None
+def run_training_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The training split a run saved, where its demonstrations come from (drawn again as in training)."""
     from promptft_cli import runs
 
     path = run_dir / runs.DATA / "train.jsonl"
     if not path.is_file():
         raise PromptftError("the run's training split, where its demonstrations come from, is missing", file=path)
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return from_config(cfg, rows, labels, tokenizer)
-
-
-def backbone_embedder(cfg: "Config", tokenizer) -> Embedder:
-    """Texts → unit vectors from the pretrained backbone's pooled states (mean pooling unless the model says otherwise)."""
-    import numpy as np
-    import torch
-
-    from promptft_cli.modeling.heads import pool
-    from promptft_cli.modeling.loading import (
-        load_backbone,
-        pooling_mode,
-        resolve_model_path,
-    )
-
-    model = load_backbone(cfg.model, "encoder", cfg.base_dir).eval()
-    mode = pooling_mode(cfg.model, resolve_model_path(cfg.model.name, cfg.base_dir), is_decoder=False)
-    device = next(model.parameters()).device
-    if device.type == "cpu" and torch.cuda.is_available() and not cfg.model.device_map:
-        model, device = model.to("cuda"), torch.device("cuda")
-    size = cfg.train.eval_batch_size
-
-    def embed(texts: list[str]) -> np.ndarray:
-        vectors = [np.zeros((0, model.config.hidden_size), dtype=np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(texts), size):
-                batch = tokenizer(texts[start: start + size], padding=True, truncation=True,
-                                  max_length=cfg.model.max_length, return_tensors="pt")
-                mask = batch["attention_mask"].to(device)
-                hidden = model(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
-                vectors.append(torch.nn.functional.normalize(pool(hidden.float(), mask, mode), dim=-1).cpu().numpy())
-        return np.concatenate(vectors)
-
-    return embed
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def label_words(cfg: "Config", labels: Sequence[str]) -> dict[str, str]:
@@ -255,7 +224,7 @@ class _Encoder:
         picks = list(picks)
         while picks:
             lengths = [len(self.body(j)) + len(self.sep) for j in picks]
-            shares = _shares(lengths, budget)
+            shares = fit_lengths(lengths, budget)  # cut longest first, as the input's columns are
             bodies = [self.body(j) if share >= n else self.cut(j, share - len(self.sep))
                       for j, n, share in zip(picks, lengths, shares)]
             if all(b is not None for b in bodies):
@@ -278,19 +247,3 @@ class _Encoder:
     def _encode(self, template: Template, row: Mapping[str, str], room: int) -> list[int]:
         ids = encode(template, row, self.tokenizer, room + len(self.front) + len(self.back)).input_ids
         return ids[len(self.front): len(ids) - len(self.back)]
-
-
-def _shares(lengths: list[int], budget: int) -> list[int]:
-    """Tokens per demonstration: all of each when they fit, else a common cap on the longest (longest first)."""
-    if sum(lengths) <= budget:
-        return list(lengths)
-    low, high = 0, max(lengths)
-    while low < high:  # the largest cap whose total fits
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if sum(min(n, mid) for n in lengths) <= budget else (low, mid - 1)
-    shares, spare = [], budget - sum(min(n, low) for n in lengths)
-    for n in lengths:  # what the cap leaves over goes to the first demonstrations still cut
-        extra = 1 if n > low and spare > 0 else 0
-        spare -= extra
-        shares.append(min(n, low) + extra)
-    return shares

@@ -230,7 +230,7 @@ def encode(
         )
     columns = [i for i, (part, _) in enumerate(pieces) if isinstance(part, Column)]
     lengths = [len(pieces[i][1]) for i in columns]
-    kept = _fit_lengths(lengths, max_length - fixed)
+    kept = fit_lengths(lengths, max_length - fixed)
     for i, keep in zip(columns, kept):
         pieces[i] = (pieces[i][0], pieces[i][1][:keep])
     input_ids, mask_position, soft_positions = list(front), None, []
@@ -298,8 +298,9 @@ def _special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
     raise PromptftError("cannot tell which special tokens this tokenizer adds around a text", field="model.name")
 
 
-def _fit_lengths(lengths: list[int], budget: int) -> list[int]:
-    """Per-column token counts fitting `budget`, cut from the longest column first (like "longest_first")."""
+def fit_lengths(lengths: list[int], budget: int) -> list[int]:
+    """Token counts fitting `budget`, cut from the longest first (like "longest_first"): a template's columns,
+    or the demonstrations added to an input. The spare tokens of the common cap go to the first ones still cut."""
     if sum(lengths) <= budget:
         return list(lengths)
     # Cutting one token at a time from the longest column ends with every column at min(len, cap)

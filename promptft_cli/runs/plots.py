@@ -74,10 +74,15 @@ def plot_curves(history: Path, path: Path, best_epoch: int | None = None) -> Pat
         if epochs and f"val_{metric}" in epochs[0]:
             ax_val.plot([r["epoch"] for r in epochs], [r[f"val_{metric}"] for r in epochs], style, color=color,
                         markersize=7 if metric == "accuracy" else 4, label=f"validation {metric}")
+    generation = bool(epochs) and "val_chrf" in epochs[0]
+    for metric, style, color in (("chrf", "o-", "tab:green"), ("bleu", "s--", "tab:orange")) if generation else ():
+        ax_val.plot([r["epoch"] for r in epochs], [r[f"val_{metric}"] for r in epochs], style, color=color,
+                    markersize=6, label=f"validation {'chrF++' if metric == 'chrf' else 'BLEU'}")
     if best_epoch:
         ax_val.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch ({best_epoch})")
     ax_loss.set(title="loss", xlabel="optimiser step", ylabel="cross-entropy")
-    ax_val.set(title="validation", xlabel="epoch", ylim=(0, 1.02))
+    # sacreBLEU's scores are on 0-100, classification's on 0-1.
+    ax_val.set(title="validation", xlabel="epoch", ylim=(0, 102) if generation else (0, 1.02))
     ax_lr.set(title="learning rate", xlabel="optimiser step")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     for ax in (ax_loss, ax_val):

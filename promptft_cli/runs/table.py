@@ -16,7 +16,6 @@ import yaml
 from promptft_cli import runs
 from promptft_cli.errors import PromptftError
 
-SUMMARY = "summary.json"  # written by a multi-seed (few-shot) run in its parent directory
 _SKIP = {runs.DATA, runs.CHECKPOINT, "checkpoints", "tensorboard", "__pycache__"}
 
 
@@ -42,6 +41,8 @@ class RunRow:
     test_accuracy_std: float | None = None
     """Spread over seeds (multi-seed runs only)."""
     test_macro_f1_std: float | None = None
+    test_scores: dict[str, float] = field(default_factory=dict)
+    """Generation runs: test BLEU, chrF++, ROUGE-L and exact match (means over seeds for a multi-seed run)."""
     train_seconds: float | None = None
     trainable_parameters: int | None = None
     checkpoint_bytes: int | None = None
@@ -51,6 +52,9 @@ class RunRow:
         data = asdict(self)
         data.pop("config")
         return data
+
+
+GENERATION_SCORES = ("bleu", "chrf", "rougeL", "exact_match")
 
 
 def checkpoint_bytes(run_dir: Path) -> int | None:
@@ -93,7 +97,7 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def _is_run(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in (runs.RUN_INFO, SUMMARY)) or \
+    return any((folder / name).is_file() for name in (runs.RUN_INFO, runs.SUMMARY)) or \
         ((folder / runs.CONFIG).is_file() and (folder / runs.REPORT).is_file())
 
 
@@ -151,7 +155,7 @@ def _head(cfg: dict[str, Any]) -> str | None:
 
 
 def _status(run_dir: Path) -> str:
-    if (run_dir / SUMMARY).is_file() and not (run_dir / runs.RUN_INFO).is_file():
+    if (run_dir / runs.SUMMARY).is_file() and not (run_dir / runs.RUN_INFO).is_file():
         return "complete"
     if (run_dir / runs.RUN_INFO).is_file():
         try:
@@ -182,14 +186,15 @@ def _fill_metrics(row: RunRow, run_dir: Path) -> None:
     except PromptftError:
         return
     row.test_accuracy, row.test_macro_f1 = m.get("accuracy"), m.get("macro_f1")
+    row.test_scores = {k: m[k] for k in GENERATION_SCORES if isinstance(m.get(k), (int, float))}
 
 
 def _fill_summary(row: RunRow, run_dir: Path) -> None:
     """A multi-seed parent: mean ± std over seeds, summed time, the seeds' shared settings."""
-    if not (run_dir / SUMMARY).is_file():
+    if not (run_dir / runs.SUMMARY).is_file():
         return
     try:
-        summary = runs.read_json(run_dir / SUMMARY)
+        summary = runs.read_json(run_dir / runs.SUMMARY)
     except PromptftError:
         return
     for metric, attr in (("accuracy", "test_accuracy"), ("macro_f1", "test_macro_f1")):
@@ -197,6 +202,7 @@ def _fill_summary(row: RunRow, run_dir: Path) -> None:
         if isinstance(value, dict):
             setattr(row, attr, value.get("mean"))
             setattr(row, f"{attr}_std", value.get("std"))
+    row.test_scores = {k: summary[k]["mean"] for k in GENERATION_SCORES if isinstance(summary.get(k), dict)}
     seeds = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and (p / runs.RUN_INFO).is_file()]
     infos = [_read_json_or_empty(p / runs.RUN_INFO) for p in seeds]
     if infos:

@@ -18,7 +18,8 @@ Adding a task (say `generation`) is one module and one registry line:
    - `validation_metrics(outputs, split, labels)`: a `Metrics` with `loss` and every name of
      `TaskSpec.stopping_metrics` (say chrF, BLEU); `test_metrics(...)`: the `Metrics` written as
      metrics.json (with a `best_epoch` field the loop fills in).
-   - `prediction_columns(outputs, labels)`: the columns `predict` adds to each input row.
+   - `predictions(outputs, labels)`: typed predictions (the Python API's), and `prediction_columns`: the
+     columns `promptft predict` adds to each input row.
 2. `TASKS["generation"] = TaskSpec(("chrf", "bleu", "loss"), "promptft_cli.tasks.generation:GenerationTask")`.
    `config.task` then accepts `generation`, and `train.early_stopping.metric` its names (default: the first).
 
@@ -121,6 +122,10 @@ class Task(ABC):
         """The full metrics written as metrics.json / evaluation.json."""
 
     @abstractmethod
+    def predictions(self, outputs: Any, labels: list[str]) -> list[Any]:
+        """Per example, a typed prediction (what the Python API's `Predictor.predict` returns)."""
+
+    @abstractmethod
     def prediction_columns(self, outputs: Any, labels: list[str]) -> list[dict[str, Any]]:
         """Per example, the columns `predict` adds to its input row."""
 
@@ -139,6 +144,9 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {
     "classification": TaskSpec(("accuracy", "macro_f1", "loss"), "promptft_cli.tasks.classification:ClassificationTask"),
+    # chrF first: smoother than BLEU on small validation sets, where BLEU is often 0 for the first epochs.
+    "generation": TaskSpec(("chrf", "bleu", "rouge1", "rouge2", "rougeL", "exact_match", "loss"),
+                           "promptft_cli.tasks.generation:GenerationTask"),
 }
 
 

@@ -133,9 +133,9 @@ class ClassificationTask(Task):
     name = "classification"
 
     def encoder(self, cfg: "Config", tokenizer, data: "PreparedData") -> Encoder:
-        from promptft_cli.prompting import demonstrations
+        from promptft_cli.modeling.embedding import demonstrations_for
 
-        demos = demonstrations.from_config(cfg, data["train"].rows, data.labels, tokenizer)
+        demos = demonstrations_for(cfg, data["train"].rows, data.labels, tokenizer)
         return encoder_for(cfg, tokenizer, data.labels, demos)
 
     def collate(self, split, indices, pad_id):
@@ -163,8 +163,10 @@ class ClassificationTask(Task):
         """Probabilities (on CPU) for the examples of `batches`, one forward pass per batch on the model's device."""
         import torch
 
+        from promptft_cli.modeling.batching import pad_token_id
+
         device = next(model.parameters()).device
-        pad_id = getattr(model, "pad_token_id", 0)
+        pad_id = pad_token_id(model)
         idx: list[int] = [i for b in batches for i in b]
         out = torch.empty(len(idx), model.num_labels)
         model.eval()

@@ -25,7 +25,10 @@ from typing import Any
 import yaml
 
 from promptft_cli import runs
+from promptft_cli.data.prepare import data_fingerprint
 from promptft_cli.errors import Interrupted, PromptftError
+from promptft_cli.modeling.weights import load_weights, save_weights
+from promptft_cli.progress import status
 
 log = logging.getLogger("promptft.checkpoints")
 
@@ -90,8 +93,6 @@ class StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        from promptft_cli.progress import status
-
         status(f"{signal.Signals(signum).name}: saving a checkpoint after this step (press Ctrl-C again to abort now)")
 
 
@@ -128,8 +129,6 @@ class Keeper:
         """Write the checkpoint of step `st.step` beside the others, then rename it into place."""
         import torch
 
-        from promptft_cli.modeling.weights import save_weights
-
         final = self.root / _name(st.step)
         if not self.is_main:
             return final
@@ -161,8 +160,6 @@ class Keeper:
     def resume(self) -> LoopState:
         """Load the newest complete checkpoint into model, optimizer, scheduler and RNGs; cut history back to it."""
         import torch
-
-        from promptft_cli.modeling.weights import load_weights
 
         path = latest(self.root)
         if path is None:
@@ -217,8 +214,6 @@ def latest(root: Path) -> Path | None:
         if problem is None:
             return folder
         log.warning("skipping checkpoint %s: %s", folder, problem)
-        from promptft_cli.progress import status
-
         status(f"skipping checkpoint {folder.name}: {problem}")
     return None
 
@@ -246,8 +241,6 @@ def weights_for(run_dir: Path, checkpoint: Path) -> tuple[Path, list[str]]:
 
 def check_resumable(cfg) -> None:
     """Refuse a resume that could not reproduce the interrupted run: nothing saved, finished, or config/data changed."""
-    from promptft_cli.data.prepare import data_fingerprint
-
     run_dir = cfg.run_dir
     if not (run_dir / runs.CONFIG).exists():
         raise PromptftError("nothing to resume: no run in this output directory; train without --resume", file=run_dir)

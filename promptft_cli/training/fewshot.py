@@ -13,51 +13,23 @@ the training seed, as in LM-BFF, not a different test split per seed.
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from promptft_cli import runs
-from promptft_cli.config import Config, load_config, save_config, validate_config
+from promptft_cli.config import Config, save_config, validate_config
 from promptft_cli.data.reading import SPLITS, load_splits
 from promptft_cli.errors import PromptftError
 from promptft_cli.progress import status
 from promptft_cli.runs import plots
 
-MULTI_SEED = "multi-seed"
-SUMMARY = "summary.json"
 POOL = "pool"
 METRICS = ("accuracy", "macro_f1")
-
-
-@dataclass
-class SeedsInfo:
-    """The parent's `run.json`: its fields are a superset of RunInfo's, so run-directory checks read it."""
-
-    status: str
-    labels: list[str]
-    method: str
-    head: str
-    model: str
-    seeds: list[int]
-    finished: list[int] = field(default_factory=list)
-    kind: str = MULTI_SEED
-    error: str | None = None
-
-    def save(self, run_dir: Path) -> None:
-        runs.write_json_atomic(run_dir / runs.RUN_INFO, asdict(self))
-
-    @classmethod
-    def load(cls, run_dir: Path) -> "SeedsInfo":
-        data = runs.read_json(run_dir / runs.RUN_INFO)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-def is_multi_seed(run_dir: Path) -> bool:
-    path = run_dir / runs.RUN_INFO
-    return path.is_file() and runs.read_json(path).get("kind") == MULTI_SEED
+GENERATION_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match")
+"""A generation run's seeds are summarised on these (k examples in all, not per class)."""
 
 
 def seed_dir(parent: Path, seed: int) -> Path:
@@ -84,38 +56,37 @@ def train_seeds(cfg: Config, *, overwrite: bool = False, resume: bool = False,
     _clear_parent(parent)
     labels = write_pools(cfg, parent / POOL)
     save_config(cfg, parent / runs.CONFIG)
-    info = SeedsInfo("running", labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name, list(fs.seeds))
+    info = runs.RunInfo("running", labels, cfg.method.name, cfg.head, cfg.model.name,
+                        kind=runs.MULTI_SEED, seeds=list(fs.seeds))
     info.save(parent)
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, Mapping[str, Any]] = {}
     try:
         for i, seed in enumerate(fs.seeds, start=1):
             results[seed] = _run_seed(config_for_seed(cfg, seed), f"seed {seed} ({i}/{len(fs.seeds)})",
                                       overwrite, resume, train_one)
-            info.finished.append(seed)
+            info = replace(info, finished=[*info.finished, seed])
             info.save(parent)
     except Exception as exc:
-        info.status, info.error = "failed", f"seed {seed}: {exc}"
-        info.save(parent)
+        replace(info, status="failed", error=f"seed {seed}: {exc}").save(parent)
         raise
     except BaseException as exc:  # Ctrl-C, SIGTERM (errors.Interrupted): the seed's run keeps its checkpoint
-        info.status, info.error = "interrupted", f"seed {seed}: {exc or type(exc).__name__}"
-        info.save(parent)
+        replace(info, status="interrupted", error=f"seed {seed}: {exc or type(exc).__name__}").save(parent)
         raise
     summary = summarize(results, cfg, parent)
-    runs.write_json_atomic(parent / SUMMARY, summary)
+    runs.write_json_atomic(parent / runs.SUMMARY, summary)
     plots.plot_seeds(summary, parent / plots.SEEDS)
-    info.status = "complete"  # last: the parent counts as finished only once its summary is written
-    info.save(parent)
+    replace(info, status="complete").save(parent)  # last: the parent counts as finished only once its summary is written
     return summary
 
 
-def _run_seed(seed_cfg: Config, name: str, overwrite: bool, resume: bool, train_one: Callable[..., Any]) -> dict[str, Any]:
+def _run_seed(seed_cfg: Config, name: str, overwrite: bool, resume: bool, train_one: Callable[..., Any]) -> Mapping[str, Any]:
     """The test metrics of one seed's run: kept when it already finished with this config, else trained."""
     kept = _finished_metrics(seed_cfg, overwrite)
     if kept is not None:
         status(f"{name}: kept the finished run in {seed_cfg.run_dir}")
         return kept
-    status(f"{name}: k={seed_cfg.data.few_shot.k} per class → {seed_cfg.run_dir}")
+    per = " per class" if seed_cfg.task == "classification" else " examples"
+    status(f"{name}: k={seed_cfg.data.few_shot.k}{per} → {seed_cfg.run_dir}")
     if resume and any((seed_cfg.run_dir / runs.CHECKPOINTS).glob("step-*")):
         return train_one(seed_cfg, resume=True).metrics
     return train_one(seed_cfg, overwrite=overwrite).metrics
@@ -125,7 +96,7 @@ def _clear_parent(parent: Path) -> None:
     """Remove the summary, and whatever a single run left here before, so nothing stale sits beside the seeds."""
     import shutil
 
-    for name in (SUMMARY, plots.SEEDS, runs.METRICS, runs.HISTORY, runs.LOG):
+    for name in (runs.SUMMARY, plots.SEEDS, runs.METRICS, runs.HISTORY, runs.LOG):
         (parent / name).unlink(missing_ok=True)
     shutil.rmtree(parent / runs.CHECKPOINT, ignore_errors=True)
 
@@ -173,38 +144,17 @@ def _finished_metrics(seed_cfg: Config, overwrite: bool) -> dict[str, Any] | Non
     return runs.read_json(run_dir / runs.METRICS)
 
 
-def summarize(results: dict[int, dict[str, Any]], cfg: Config | None, run_dir: Path) -> dict[str, Any]:
+def summarize(results: Mapping[int, Mapping[str, Any]], cfg: Config | None, run_dir: Path) -> dict[str, Any]:
     """Mean, std and per-seed values of each metric; std is the population std (ddof 0), as LM-BFF reports."""
     seeds = list(results)
-    summary: dict[str, Any] = {name: _stats([results[s][name] for s in seeds]) for name in METRICS}
+    names = METRICS if "accuracy" in results[seeds[0]] else GENERATION_METRICS
+    summary: dict[str, Any] = {name: _stats([results[s][name] for s in seeds]) for name in names}
     summary.update(seeds=seeds, runs=[seed_dir(run_dir, s).name for s in seeds], run_dir=str(run_dir),
                    n_test=results[seeds[0]]["n"])
     if cfg is not None:
-        summary.update(k=cfg.data.few_shot.k, method=cfg.method.name, head=cfg.prompt.resolved_head, model=cfg.model.name)
+        summary.update(k=cfg.data.few_shot.k, method=cfg.method.name, head=cfg.head, model=cfg.model.name)
     return summary
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "per_seed": values}
-
-
-def multi_seed_dir(target: Path, overrides: list[str] | None = None) -> Path | None:
-    """The multi-seed parent that `target` (a run directory or a config) points at, if it is one."""
-    run_dir = target if target.is_dir() else load_config(target, overrides).run_dir
-    return run_dir if is_multi_seed(run_dir) else None
-
-
-def evaluate_seeds(parent: Path, data: Path | None = None, batch_size: int | None = None) -> dict[str, Any]:
-    """Evaluate every seed's run (on its test split or on `data`) and aggregate as mean ± std."""
-    from promptft_cli.inference.evaluate import evaluate_target
-
-    info = SeedsInfo.load(parent)
-    if info.status != "complete":
-        missing = [s for s in info.seeds if s not in info.finished]
-        raise PromptftError(f"multi-seed run is {info.status} (seeds not finished: {', '.join(map(str, missing)) or 'none'}); "
-                            "run `promptft train CONFIG` again to finish it", file=parent)
-    results = {seed: evaluate_target(seed_dir(parent, seed), data, None, batch_size)[0] for seed in info.seeds}
-    saved = runs.read_json(parent / SUMMARY) if (parent / SUMMARY).exists() else {}
-    summary = summarize(results, None, parent)
-    summary.update({k: saved[k] for k in ("k", "method", "head", "model") if k in saved})
-    return summary

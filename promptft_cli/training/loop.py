@@ -34,7 +34,9 @@ log = logging.getLogger("promptft.train")
 
 
 @dataclass
-class TrainResult:
+class Run:
+    """A finished training run: where it was written and what its best checkpoint scored."""
+
     run_dir: Path
     metrics: Metrics
     """The task's test metrics of the best checkpoint (what metrics.json holds)."""
@@ -80,7 +82,7 @@ def setup(cfg: Config) -> Setup:
     return Setup(cfg, task, data.labels, tokenizer, model, encoded, data, encode)
 
 
-def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> TrainResult:
+def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Run:
     """Train per the config and write a complete run directory; returns the test metrics.
 
     `resume` continues an interrupted run from its newest complete checkpoint (same config and data).
@@ -103,7 +105,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
             if not resume:
                 _reset_run_dir(run_dir)
             save_config(cfg, run_dir / runs.CONFIG)
-            runs.RunInfo("running", [], cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+            runs.RunInfo("running", [], cfg.method.name, cfg.head, cfg.model.name).save(run_dir)
     handler = _log_to(run_dir / runs.LOG) if main else logging.NullHandler()
     try:
         s = setup(cfg)
@@ -126,7 +128,7 @@ def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Trai
         handler.close()
 
 
-def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
+def _run(s: Setup, run_dir: Path, resume: bool = False) -> Run:
     """One training run: set up, train epoch by epoch, validate, keep the best checkpoint, test it."""
     from promptft_cli.modeling.weights import load_weights
     from promptft_cli.training.checkpoints import LoopState, StopOnSignal
@@ -135,7 +137,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     p = _prepare(s, run_dir, resume)
     st = p.keeper.resume() if resume else LoopState(labels=s.labels, fingerprint=runs.read_json(run_dir / runs.REPORT)["fingerprint"])
     if p.main:
-        runs.RunInfo("running", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name).save(run_dir)
+        runs.RunInfo("running", s.labels, cfg.method.name, cfg.head, cfg.model.name).save(run_dir)
     tracking.start(p.accelerator, cfg.dump(), run_dir)
     _announce(s, p)
     if p.cache:  # encoded here, inside the timed part: this is what training the head costs
@@ -143,7 +145,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     with TrainProgress(p.steps, tc.epochs) as bar, StopOnSignal() as stop:
         bar.update(st.step)
         for epoch in st.epochs_left(tc.epochs):
-            _train_epoch(s, p, st, epoch, bar, stop)
+            _train_epoch(s, p, st, epoch, run_dir, bar, stop)
             val = task.validation_metrics(_outputs(s, p, "validation"), s.encoded["validation"], s.labels)
             _record_validation(p, run_dir, epoch, st.step, val)
             bar.update(0, val=f"{metric} {val[metric]:.3f}")
@@ -166,7 +168,7 @@ def _run(s: Setup, run_dir: Path, resume: bool = False) -> TrainResult:
     # Timings live in run.json, not here: metrics.json must be identical for the same config and seed.
     metrics = replace(task.test_metrics(_outputs(s, p, "test"), s.encoded["test"], s.labels), best_epoch=st.best_epoch)
     _write_results(s, p, run_dir, metrics, st.step, st.best_epoch, seconds)
-    return TrainResult(run_dir, metrics, st.best_epoch, st.best or {}, seconds, p.trainable)
+    return Run(run_dir, metrics, st.best_epoch, st.best or {}, seconds, p.trainable)
 
 
 @dataclass
@@ -229,7 +231,8 @@ def _prepare(s: Setup, run_dir: Path, resume: bool) -> _Parts:
 
 def _announce(s: Setup, p: _Parts) -> None:
     cfg, tc = s.cfg, s.cfg.train
-    status(f"training {cfg.method.name} + {cfg.prompt.resolved_head} head: {p.trainable:,} trainable parameters, "
+    what = cfg.method.name + (f" + {cfg.prompt.resolved_head} head" if cfg.task == "classification" else "")
+    status(f"training {what}: {p.trainable:,} trainable parameters, "
            f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {p.lr:g}")
     log.info("trainable parameters: %d; lr %g; steps %d", p.trainable, p.lr, p.steps)
     log.info("%s", distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
@@ -237,11 +240,12 @@ def _announce(s: Setup, p: _Parts) -> None:
         status(distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
 
 
-def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, bar: TrainProgress, stop: "StopOnSignal") -> None:
+def _train_epoch(s: Setup, p: _Parts, st: "LoopState", epoch: int, run_dir: Path, bar: TrainProgress,
+                 stop: "StopOnSignal") -> None:
     """One pass over the training batches (the rest of an interrupted epoch when resuming)."""
     from promptft_cli.training.checkpoints import remaining_batches
 
-    tc, accelerator, run_dir = s.cfg.train, p.accelerator, s.cfg.run_dir
+    tc, accelerator = s.cfg.train, p.accelerator
     p.model.train()
     tick, seen = time.perf_counter(), 0
     for batch in remaining_batches(accelerator, p.loader, epoch, st.batch):
@@ -290,13 +294,14 @@ def _write_results(s: Setup, p: _Parts, run_dir: Path, metrics: Metrics, step: i
         runs.write_json_atomic(run_dir / runs.METRICS, metrics.to_dict())
     tracking.log(p.accelerator, {f"test/{k}": v for k, v in metrics.scalars().items()}, step)
     tracking.finish(p.accelerator)
-    info = runs.RunInfo("complete", s.labels, cfg.method.name, cfg.prompt.resolved_head, cfg.model.name,
+    info = runs.RunInfo("complete", s.labels, cfg.method.name, cfg.head, cfg.model.name,
                         best_epoch, round(seconds, 3), p.trainable)
     if p.main:
         plots.write_run_plots(run_dir, metrics.to_dict(), best_epoch)
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
-        status(f"saved {plots.CURVES}, {plots.CONFUSION} and the model card {model_card.README} in {run_dir}")
+        figures = " and ".join(f for f in (plots.CURVES, plots.CONFUSION) if (run_dir / f).exists())
+        status(f"saved {figures} and the model card {model_card.README} in {run_dir}")
 
 
 def _fused_adamw(params) -> bool:
@@ -311,7 +316,8 @@ def _fused_adamw(params) -> bool:
 
 
 def _better(val: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
-    # Ties go to the later epoch only on loss; on accuracy the earlier (less overfit) model stays.
+    # Only a strict improvement counts, on every metric: a tie keeps the earlier (less trained, less overfit)
+    # model and counts toward early-stopping patience.
     return val[metric] < best[metric] if metric == "loss" else val[metric] > best[metric]
 
 

@@ -21,11 +21,12 @@ import numpy as np
 from promptft_cli import runs
 from promptft_cli.data.reading import UNLABELED
 from promptft_cli.progress import status
-from promptft_cli.runs import model_card
+from promptft_cli.runs import model_card, plots
 from promptft_cli.training import distributed
 
 log = logging.getLogger("promptft.self_training")
 SUMMARY = "self_training.json"
+BEST_ROUND = ".self-training-best"  # the best round so far, while later rounds train
 
 
 def select_confident(probs: np.ndarray, share: float) -> list[tuple[int, int]]:
@@ -46,20 +47,28 @@ def select_confident(probs: np.ndarray, share: float) -> list[tuple[int, int]]:
 
 
 def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
-    """Run `train.self_training.rounds` rounds after the supervised run `first`; returns the last round's result.
+    """Run `train.self_training.rounds` rounds after the supervised run `first`; returns the best round's result.
 
     Each round labels the unlabelled rows with the latest model, then trains a fresh model (same
     initialisation) on the labelled rows plus the confident pseudo-labelled ones, early-stopping on the
-    labelled validation split as usual. The last round's model is the run's model.
+    labelled validation split as usual. The round with the best validation score (ties: the earlier) is
+    the run's model: a round can drift on its own pseudo-labels, and validation is what tells.
     """
     from accelerate.utils import set_seed
 
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
     st = cfg.train.self_training
-    pool = s.data[UNLABELED].rows
+    pool, leaked = without_evaluation_texts(s.data[UNLABELED].rows, [s.data[n].rows for n in ("validation", "test")],
+                                            cfg.data.columns)
+    if leaked:
+        message = f"self-training: dropped {leaked} unlabelled example(s) that repeat a validation or test text"
+        status(message)
+        log.warning("%s", message)
     pool_encoded = s.encode(pool, labelled=False)
-    result, total_seconds = first, first.train_seconds
+    result, best, total_seconds = first, (0, first), first.train_seconds
     rounds = [_round_summary(0, first, None)]
+    if main:
+        _keep_best(run_dir, 0)
     round_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": st.epochs})})
     for r in range(1, st.rounds + 1):
         probs = distributed.infer(s.task, s.model, pool_encoded, cfg.train.eval_batch_size)
@@ -81,13 +90,66 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
         result = train_round(s, run_dir)
         total_seconds += result.train_seconds
         rounds.append(_round_summary(r, result, counts))
+        if _improves(result, best[1], cfg.train.early_stopping.metric):
+            best = (r, result)
+            if main:
+                _keep_best(run_dir, r)
+    chosen, result = best
+    message = f"self-training: keeping round {chosen} (best validation {cfg.train.early_stopping.metric})"
+    status(message)
+    log.info("%s", message)
+    if main:
+        _restore_best(run_dir, chosen, st.rounds, result)
     result.train_seconds = total_seconds
     if main:
-        runs.write_json_atomic(run_dir / SUMMARY, {"unlabeled": len(pool), "share": st.share, "rounds": rounds})
-        info = replace(runs.RunInfo.load(run_dir), train_seconds=round(total_seconds, 3))
+        runs.write_json_atomic(run_dir / SUMMARY, {"unlabeled": len(pool), "dropped_as_in_validation_or_test": leaked,
+                                                   "share": st.share, "selected_round": chosen, "rounds": rounds})
+        info = replace(runs.RunInfo.load(run_dir), best_epoch=result.best_epoch, train_seconds=round(total_seconds, 3))
         model_card.write_model_card(run_dir, info)
         info.save(run_dir)
     return result
+
+
+def without_evaluation_texts(pool: list[dict], evaluation: list[list[dict]], columns: list[str]) -> tuple[list[dict], int]:
+    """The unlabelled rows whose text is in no validation/test row, and how many were dropped.
+
+    Pseudo-labelling a test text and training on it leaks the test set into the model (SST-2's unlabelled
+    pools repeat sentences of its dev and test splits). Texts match after case folding and whitespace.
+    """
+    def key(row):
+        return tuple(" ".join(str(row.get(c, "")).split()).casefold() for c in columns)
+
+    seen = {key(row) for rows in evaluation for row in rows}
+    kept = [row for row in pool if key(row) not in seen]
+    return kept, len(pool) - len(kept)
+
+
+def _improves(result, best, metric: str) -> bool:
+    from promptft_cli.training.loop import _better  # the loop's rule for epochs, applied to rounds
+
+    return _better(result.best_validation, best.best_validation, metric)
+
+
+def _keep_best(run_dir: Path, r: int) -> None:
+    """Copy round `r`'s checkpoint and test metrics aside; a later, worse round overwrites the run's own."""
+    kept = run_dir / BEST_ROUND
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(run_dir / runs.CHECKPOINT, kept / runs.CHECKPOINT)
+    shutil.copy2(run_dir / runs.METRICS, kept / runs.METRICS)
+
+
+def _restore_best(run_dir: Path, r: int, last: int, result) -> None:
+    """Make round `r` the run's model: its checkpoint, metrics, history and plots (the last round's already are)."""
+    kept = run_dir / BEST_ROUND
+    if r != last:
+        _archive_round(run_dir, last)
+        shutil.rmtree(run_dir / runs.CHECKPOINT)
+        (kept / runs.CHECKPOINT).rename(run_dir / runs.CHECKPOINT)
+        runs.write_bytes_atomic(run_dir / runs.METRICS, (kept / runs.METRICS).read_bytes())
+        history = run_dir / runs.HISTORY
+        shutil.copy2(history.with_name(f"{history.stem}-round-{r}{history.suffix}"), history)
+        plots.write_run_plots(run_dir, result.metrics, result.best_epoch)
+    shutil.rmtree(kept, ignore_errors=True)
 
 
 def _round_summary(r: int, result, counts: Counter | None) -> dict[str, Any]:
