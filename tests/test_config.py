@@ -264,10 +264,26 @@ def test_yaml_boolean_label_word_gets_a_quoting_hint(tmp_path):
     assert "quote" in err.message
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")), ids=lambda p: p.name)
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     cfg = load_config(path)
     assert cfg.output_dir.startswith("../runs/")
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if "shared/data" in p.read_text()], ids=lambda p: p.name)
+def test_real_data_configs_read_the_shared_data_and_say_how_to_run(path):
+    """Configs on the benchmark data read ../shared/data next to the checkout (never a copy in the repo)."""
+    raw = yaml.safe_load(path.read_text())
+    assert path.read_text().splitlines()[0] == f"# promptft train configs/{path.name}"
+    shared = path.parent.parent.parent / "shared" / "data"
+    for split in ("train", "validation", "test"):
+        if split in raw["data"]:
+            assert raw["data"][split].startswith("../../shared/data/")
+            if shared.is_dir():  # the data is there on the project machines, not in a fresh clone
+                assert (path.parent / raw["data"][split]).is_file()
 
 
 # --- the task registry decides `task` and the early-stopping metrics ---

@@ -9,8 +9,11 @@ from promptft_cli.cli import starters
 from promptft_cli.config import load_config
 from promptft_cli.errors import PromptftError
 
+GENERATION = ("translation", "data-to-text")
+ALL = starters.names()
 
-@pytest.mark.parametrize("name", starters.names())
+
+@pytest.mark.parametrize("name", ALL)
 def test_starter_validates_and_points_at_sample_data(tmp_path, name):
     path = starters.write(name, tmp_path / "sub" / f"{name}.yaml")
     cfg = load_config(path)
@@ -30,9 +33,38 @@ def test_kinds_of_starter():
     zero = cfgs["zero-shot"]
     assert zero["prompt"]["head"] == "verbalizer" and set(zero["prompt"]["verbalizer"]) == {"positive", "negative"}
     assert cfgs["topic"]["method"]["name"] == "prompt_tuning"
+    for name in GENERATION:
+        gen = cfgs[name]
+        assert gen["task"] == "generation" and gen["model"]["name"] == "default-lm" and gen["prompt"]["chat"] is True
+        assert (gen["data"]["text_column"], gen["data"]["target_column"]) == ("source", "target")
+        assert "{source}" in gen["prompt"]["template"] and gen["generate"]["max_new_tokens"] > 0
+    assert cfgs["translation"]["data"]["test"] == "sample_data/translation_test.csv"
+    assert cfgs["data-to-text"]["method"]["name"] == "prompt_tuning"
 
 
-@pytest.mark.parametrize("name", starters.names())
+@pytest.mark.parametrize("name", GENERATION)
+def test_generation_starter_data_has_the_columns_it_names(name):
+    import csv
+
+    cfg = yaml.safe_load(starters.render(name, starters.SAMPLE_DATA.parent / f"{name}.yaml"))
+    for split in ("train", "test"):
+        if split in cfg["data"]:
+            with open(starters.SAMPLE_DATA.parent / cfg["data"][split], encoding="utf-8", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            assert rows and all(row["source"].strip() and row["target"].strip() for row in rows)
+            if "references" in rows[0]:
+                assert all(row["references"].split(" ||| ")[0] == row["target"] for row in rows)
+                assert any(" ||| " in row["references"] for row in rows)
+
+
+def test_generation_starters_fill_the_generation_sections(tmp_path):
+    cfg = load_config(starters.write("translation", tmp_path / "translation.yaml"))
+    assert cfg.task == "generation" and cfg.generate.max_new_tokens == 48 and cfg.prompt.chat
+    assert cfg.path(cfg.data.test).resolve() == (starters.SAMPLE_DATA / "translation_test.csv").resolve()
+    assert cfg.train.early_stopping.metric == "chrf" and cfg.model.max_target_length == 64
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_placeholders_when_no_sample_data(tmp_path, monkeypatch, name):
     monkeypatch.setattr(starters, "SAMPLE_DATA", tmp_path / "absent")
     path = starters.write(name, tmp_path / f"{name}.yaml")

@@ -258,12 +258,12 @@ def _starter_names(incomplete: str) -> list[str]:
 
 @app.command()
 def init(
-    template: Annotated[str, typer.Argument(help="Starter: sentiment, topic, pair or zero-shot.", autocompletion=_starter_names)] = "sentiment",
+    template: Annotated[str, typer.Argument(help="Starter: sentiment, topic, pair, zero-shot, translation or data-to-text.", autocompletion=_starter_names)] = "sentiment",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Config file to write (default: TEMPLATE.yaml here).")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a commented starter config (sentiment, topic, pair task, zero-shot) that runs as written."""
+    """Write a commented starter config (sentiment, topic, pair task, zero-shot, translation, data-to-text) that runs as written."""
     from promptft_cli.cli import starters
 
     path = starters.write(template, output or Path(f"{template}.yaml"), force)

@@ -26,9 +26,11 @@ class Starter:
     columns: str
     """What the data file must hold, for the placeholder comment."""
     body: str
-    """The YAML; `{train}`, `{train_note}` and `{output}` are filled in, so literal braces are doubled."""
+    """The YAML; `{train}`, `{train_note}`, `{test}`, `{test_note}` and `{output}` are filled in, so literal braces are doubled."""
     command: str = "promptft train"
     """The command the config's first line tells the user to run."""
+    test: str | None = None
+    """File in sample_data/ the starter tests on (`{test}`, `{test_note}` in the body), if any."""
 
 
 _HEADER = """# {command} {config}
@@ -149,6 +151,75 @@ method:
   name: head                 # only used if you fine-tune this config later with `promptft train`
 output_dir: {output}
 """, command="promptft evaluate"),
+    "translation": Starter(
+        "Translation (English -> German) with a LoRA adapter on the embedded SmolLM2-135M-Instruct. The first "
+        "use converts the embedded model once (about half a minute); later runs load it in a second or two.",
+        "translation.csv", "columns: source,target", """task: generation
+model:
+  name: default-lm           # the embedded SmolLM2-135M-Instruct (offline); or a Hugging Face id / local folder
+  max_length: 96             # prompt tokens; longer sources are cut (the template never is)
+  max_target_length: 64      # target tokens incl. the end token; prepare reports how many were cut
+data:
+  train: {train}{train_note}
+  test: {test}{test_note}
+  text_column: source        # goes into the template as {{source}}
+  target_column: target      # what the model learns to write
+  # references_column: references   # optional: several references per row joined by ' ||| ', all scored
+prompt:
+  template: "Translate English to German: {{source}}"
+  chat: true                 # wrap the prompt in the model's chat template (instruct models)
+method:
+  name: lora                 # full | bitfit | prompt_tuning | p_tuning | prefix_tuning | lora
+  r: 8                       # rank: higher = more capacity, more memory
+  alpha: 16
+generate:
+  max_new_tokens: 48         # the sample sentences are short
+  num_beams: 1               # 1 = greedy; 4 = beam search (slower, often a little better)
+train:
+  epochs: 3
+  batch_size: 8
+  lr: 1.0e-3
+  seed: 42
+  # train_on_prompt: false   # true: the prompt tokens are in the loss too (default: only the target)
+  early_stopping:
+    metric: chrf             # bleu | chrf | rouge1 | rouge2 | rougeL | exact_match | loss, on the validation split
+    patience: 2
+output_dir: {output}         # the run directory (relative to this file)
+""", test="translation_test.csv"),
+    "data-to-text": Starter(
+        "Data-to-text (WebNLG-style triples -> one English sentence) by prompt tuning the embedded "
+        "SmolLM2-135M-Instruct: only 20 soft-prompt vectors are trained.",
+        "data_to_text.csv", "columns: source,target", """task: generation
+model:
+  name: default-lm           # the embedded SmolLM2-135M-Instruct (offline); or a Hugging Face id / local folder
+  max_length: 128            # prompt tokens
+  max_target_length: 64      # target tokens incl. the end token
+data:
+  train: {train}{train_note}
+  text_column: source        # triples `subject | predicate | object` joined by ` && `
+  target_column: target
+prompt:
+  template: "Write one English sentence that states all of these facts: {{source}}"
+  chat: true                 # wrap the prompt in the model's chat template (instruct models)
+method:
+  name: prompt_tuning
+  num_virtual_tokens: 20     # soft-prompt length
+  init: text                 # start from the embeddings of init_text
+  init_text: "Turn the facts into one fluent English sentence:"
+generate:
+  max_new_tokens: 64
+  num_beams: 1               # 1 = greedy
+  # stop: ["\\n"]             # cut the output at the first line break
+train:
+  epochs: 8
+  batch_size: 8
+  lr: 3.0e-2                 # soft prompts need a large learning rate
+  seed: 42
+  early_stopping:
+    metric: rougeL           # bleu | chrf | rouge1 | rouge2 | rougeL | exact_match | loss
+    patience: 3
+output_dir: {output}
+"""),
 }
 
 
@@ -159,16 +230,21 @@ def names() -> list[str]:
 def render(name: str, config_path: Path) -> str:
     """The starter's text for a config written to `config_path` (data paths are relative to it)."""
     starter = _get(name)
-    sample = SAMPLE_DATA / starter.sample
-    if sample.exists():
-        train, note = _relative(sample, config_path.parent), "   # sample data shipped with promptft; point it at yours"
-    else:
-        suffix = Path(starter.sample).suffix
-        train = f"data/train{suffix}"
-        note = f"   # {PLACEHOLDER}: your labelled CSV/TSV/JSONL ({starter.columns})"
+    train, note = _data_path(starter.sample, "train", f"your labelled CSV/TSV/JSONL ({starter.columns})", config_path)
+    test, test_note = _data_path(starter.test or starter.sample, "test",
+                                 f"your held-out CSV/TSV/JSONL ({starter.columns})", config_path)
     summary = "\n".join("# " + line for line in textwrap.wrap(starter.summary, 98))
     header = _HEADER.format(command=starter.command, config=config_path.name, summary=summary)
-    return header + starter.body.format(train=train, train_note=note, output=f"runs/{config_path.stem}")
+    return header + starter.body.format(train=train, train_note=note, test=test, test_note=test_note,
+                                        output=f"runs/{config_path.stem}")
+
+
+def _data_path(sample_name: str, split: str, what: str, config_path: Path) -> tuple[str, str]:
+    """(path, trailing comment) for a data file: the bundled sample when it is there, else a marked placeholder."""
+    sample = SAMPLE_DATA / sample_name
+    if sample.exists():
+        return _relative(sample, config_path.parent), "   # sample data shipped with promptft; point it at yours"
+    return f"data/{split}{Path(sample_name).suffix}", f"   # {PLACEHOLDER}: {what}"
 
 
 def write(name: str, path: Path, force: bool = False) -> Path:
