@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from promptft_cli import __version__, runs
-from promptft_cli.runs.table import checkpoint_bytes, human_bytes
+from promptft_cli.runs.model_card import model_table
 
 if TYPE_CHECKING:
     from promptft_cli.config import Config
@@ -57,7 +57,6 @@ def _model_section(cfg: "Config", info: runs.RunInfo, base: str, run_dir: Path) 
     options = ", ".join(f"{k}={v}" for k, v in cfg.method.options.model_dump().items()) or "none"
     summary = METHODS[method].summary
     gen = cfg.generate
-    size = checkpoint_bytes(run_dir)
     decoding = (f"{'sampling' if gen.do_sample else 'beam search' if gen.num_beams > 1 else 'greedy'}, "
                 f"{gen.num_beams} beam(s), up to {gen.max_new_tokens} new tokens")
     rows = [
@@ -66,10 +65,8 @@ def _model_section(cfg: "Config", info: runs.RunInfo, base: str, run_dir: Path) 
         ("target column", f"`{cfg.data.target_column}`"),
         ("max length", f"{cfg.model.max_length} prompt / {cfg.model.max_target_length} target tokens"),
         ("decoding", decoding),
-        ("trainable parameters", f"{info.trainable_parameters:,}" if info.trainable_parameters is not None else "-"),
-        ("checkpoint", f"`checkpoint/`, {human_bytes(size)}" if size is not None else "-"),
     ]
-    return "## Model\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
+    return model_table(rows, info, run_dir)
 
 
 def _data_section(report: dict) -> str:

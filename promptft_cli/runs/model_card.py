@@ -82,15 +82,20 @@ def _model_section(cfg: Config, info: runs.RunInfo, base: str, run_dir: Path) ->
     verbalizer = cfg.prompt.verbalizer
     words = "; ".join(f"{label} → {', '.join([w] if isinstance(w, str) else w)}" for label, w in verbalizer.items()) if verbalizer else "none"
     template = cfg.prompt.template or " ".join("{%s}" % c for c in cfg.data.columns)
-    size = checkpoint_bytes(run_dir)
     rows = [
         ("base model", f"`{base}`"), ("method", f"`{cfg.method.name}` — {summary} (options: {options})"),
         ("head", f"`{info.head}`" + (f" on {_pooling(cfg, base, run_dir)}-pooled states" if info.head == "linear" else "")),
         ("template", f"`{template}`"), ("verbalizer", words), ("labels", ", ".join(info.labels)),
         ("max length", f"{cfg.model.max_length} tokens"),
-        ("trainable parameters", f"{info.trainable_parameters:,}" if info.trainable_parameters is not None else "-"),
-        ("checkpoint", f"`checkpoint/`, {human_bytes(size)}" if size is not None else "-"),
     ]
+    return model_table(rows, info, run_dir)
+
+
+def model_table(rows: list[tuple[str, str]], info: runs.RunInfo, run_dir: Path) -> str:
+    """The card's "Model" table: the task's own rows, then the trainable parameters and the checkpoint size."""
+    size = checkpoint_bytes(run_dir)
+    rows = [*rows, ("trainable parameters", f"{info.trainable_parameters:,}" if info.trainable_parameters is not None else "-"),
+            ("checkpoint", f"`checkpoint/`, {human_bytes(size)}" if size is not None else "-")]
     return "## Model\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
 
 
