@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fewshot import write_csv  # noqa: E402  (the sibling benchmark's CSV writer, as sst2_recipe.py uses it)
 SEEDS = [13, 21, 42, 87, 100]
 DATASETS = ["sst2", "sst5", "mr", "subj", "trec", "snips"]
 SYSTEMS = ["zero_shot", "recipe", "setfit", "lora_trainer"]
@@ -108,15 +110,6 @@ def recipe(dataset: str) -> dict[str, Any]:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         return [{"text": r["text"], "label": r["label"]} for r in csv.DictReader(fh)]
-
-
-def write_csv(path: Path, rows: list[dict[str, str]], fields=("text", "label")) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def sample_files(data_dir: Path, dataset: str, seed: int, k: int, split: str, work: Path) -> dict[str, Path]:

@@ -13,7 +13,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from promptft_cli.data.reading import SPLITS, PreparedData, Split, TextNotes, _check_columns, iter_records, text_value
+from promptft_cli.data.reading import (
+    SPLITS,
+    PreparedData,
+    Split,
+    TextNotes,
+    UniqueRows,
+    check_columns,
+    iter_records,
+    text_value,
+)
 from promptft_cli.errors import PromptftError
 from promptft_cli.prompting.generation import REFERENCES, TARGET
 
@@ -21,12 +30,13 @@ from promptft_cli.prompting.generation import REFERENCES, TARGET
 def read_generation_split(path: Path, name: str, columns: list[str], target_column: str, references_column: str,
                           encoding: str = "utf-8") -> tuple[Split, Counter]:
     """Read, validate and clean one file of (inputs, target) rows; returns the split and what cleaning dropped."""
-    rows, lines, seen, dropped = [], [], set(), Counter()
+    rows, lines, dropped = [], [], Counter()
+    unique = UniqueRows(dropped)
     empty_targets: list[int] = []
     checked, has_references, notes = False, False, TextNotes()
     for lineno, record in iter_records(path, encoding):
         if not checked:
-            _check_columns(record, columns + [target_column], path)
+            check_columns(record, columns + [target_column], path)
             checked, has_references = True, references_column in record
         row = notes.check({c: text_value(record.get(c), file=path, row=lineno, field=c) for c in columns}, lineno)
         if not all(row.values()):
@@ -39,13 +49,9 @@ def read_generation_split(path: Path, name: str, columns: list[str], target_colu
             continue
         if has_references:
             row[REFERENCES] = text_value(record.get(references_column), file=path, row=lineno, field=references_column)
-        key = tuple(row.values())
-        if key in seen:
-            dropped["duplicate"] += 1
-            continue
-        seen.add(key)
-        rows.append(row)
-        lines.append(lineno)
+        if unique.keep(row):
+            rows.append(row)
+            lines.append(lineno)
     if not checked:
         raise PromptftError("file is empty (no data rows)", file=path)
     if not rows:

@@ -236,13 +236,30 @@ class TextNotes:
         return "".join(f"; {p}" for p in parts)
 
 
+class UniqueRows:
+    """Exact-duplicate rows (every cleaned field equal) are dropped and counted as `dropped["duplicate"]`."""
+
+    def __init__(self, dropped: Counter) -> None:
+        self.seen: set[tuple[str, ...]] = set()
+        self.dropped = dropped
+
+    def keep(self, row: dict[str, str]) -> bool:
+        key = tuple(row.values())
+        if key in self.seen:
+            self.dropped["duplicate"] += 1
+            return False
+        self.seen.add(key)
+        return True
+
+
 def read_split(path: Path, name: str, columns: list[str], label_column: str | None, encoding: str = "utf-8") -> tuple[Split, Counter]:
     """Read, validate and clean one file; returns the split and counts of what cleaning dropped."""
-    rows, lines, seen, dropped, empty_rows = [], [], set(), Counter(), []
+    rows, lines, dropped, empty_rows = [], [], Counter(), []
+    unique = UniqueRows(dropped)
     checked, notes = False, TextNotes()
     for lineno, record in iter_records(path, encoding):
         if not checked:
-            _check_columns(record, columns + ([label_column] if label_column else []), path)
+            check_columns(record, columns + ([label_column] if label_column else []), path)
             checked = True
         row = notes.check({c: text_value(record.get(c), file=path, row=lineno, field=c) for c in columns}, lineno)
         if not all(row.values()):
@@ -256,13 +273,9 @@ def read_split(path: Path, name: str, columns: list[str], label_column: str | No
                 raise PromptftError(str(exc), file=path, row=lineno, field=label_column) from None
             if not row["label"]:
                 raise PromptftError("empty label", file=path, row=lineno, field=label_column)
-        key = tuple(row.values())
-        if key in seen:
-            dropped["duplicate"] += 1
-            continue
-        seen.add(key)
-        rows.append(row)
-        lines.append(lineno)
+        if unique.keep(row):
+            rows.append(row)
+            lines.append(lineno)
     if not checked:
         raise PromptftError("file is empty (no data rows)", file=path)
     if not rows:
@@ -273,7 +286,7 @@ def read_split(path: Path, name: str, columns: list[str], label_column: str | No
     return Split(name, rows, str(path), lines, notes.report()), dropped
 
 
-def _check_columns(record: dict[str, Any], wanted: list[str], path: Path) -> None:
+def check_columns(record: dict[str, Any], wanted: list[str], path: Path) -> None:
     missing = [c for c in wanted if c not in record]
     if missing:
         raise PromptftError(
