@@ -148,3 +148,27 @@ def test_the_round_with_the_best_validation_score_is_kept(toy_project, tiny_enco
         assert (run_dir / runs.CHECKPOINT / saved.name).read_bytes() == saved.read_bytes(), saved.name
     assert (run_dir / runs.HISTORY).read_bytes() == (run_dir / "history-round-0.jsonl").read_bytes()
     assert not (run_dir / self_training.BEST_ROUND).exists()
+
+
+@pytest.mark.parametrize("worse, selected", [(True, 0), (False, 1)])
+def test_a_round_that_ties_the_best_validation_is_kept(toy_project, tiny_encoder, monkeypatch, worse, selected):
+    """On a tie the later, self-trained round wins; one that validation shows to be worse does not."""
+    from promptft_cli.training import loop
+
+    monkeypatch.setattr("promptft_cli.training.loop.plots.write_run_plots", lambda *a, **k: [])
+    config = _unlabeled_project(toy_project, tiny_encoder, rounds=1)
+    real, results = loop._run, []
+
+    def run_round(s, directory, resume=False):
+        result = real(s, directory, resume)
+        if results:  # round 1: the supervised round's validation scores exactly, or a hair worse
+            tied = dict(results[0].best_validation)
+            result.best_validation = {**tied, "accuracy": tied["accuracy"] - 1e-6} if worse else tied
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(loop, "_run", run_round)
+    returned = loop.train(load_config(config))
+    summary = json.loads((load_config(config).run_dir / self_training.SUMMARY).read_text())
+    assert summary["selected_round"] == selected
+    assert returned.metrics == results[selected].metrics

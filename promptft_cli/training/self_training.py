@@ -53,8 +53,10 @@ def run_rounds(s, first, train_round: Callable[[Any, Path], Any]):
 
     Each round labels the unlabelled rows with the latest model, then trains a fresh model (same
     initialisation) on the labelled rows plus the confident pseudo-labelled ones, early-stopping on the
-    labelled validation split as usual. The round with the best validation score (ties: the earlier) is
-    the run's model: a round can drift on its own pseudo-labels, and validation is what tells.
+    labelled validation split as usual. The round with the best validation score is the run's model: a
+    round can drift on its own pseudo-labels, and validation is what tells. A tie goes to the later round:
+    a few-shot validation split (k per class) ties often, and only a round that validation shows to be
+    worse is evidence against the pseudo-labels it was trained on.
     """
     cfg, run_dir, main = s.cfg, s.cfg.run_dir, distributed.is_main()
     st = cfg.train.self_training
@@ -148,9 +150,10 @@ def without_evaluation_texts(pool: list[dict], evaluation: list[list[dict]], col
 
 
 def _improves(result, best, metric: str) -> bool:
-    from promptft_cli.training.loop import _better  # the loop's rule for epochs, applied to rounds
+    """Not worse than the best round so far (the loop's strict rule for epochs, reversed: ties keep the later round)."""
+    from promptft_cli.training.loop import _better
 
-    return _better(result.best_validation, best.best_validation, metric)
+    return not _better(best.best_validation, result.best_validation, metric)
 
 
 def _keep_best(run_dir: Path, r: int) -> None:
