@@ -232,6 +232,8 @@ class TrainConfig(Section):
     """Examples per forward pass in evaluation and prediction."""
     lr: float | None = Field(None, gt=0)
     """Learning rate; null uses the method's default (see the methods table)."""
+    head_lr: float | None = Field(None, gt=0)
+    """Learning rate of the scoring head's own weights (label vectors and scale, linear layer); null: `lr`. A head can move faster than a pretrained body."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
     warmup_ratio: float = Field(0.06, ge=0, lt=1)

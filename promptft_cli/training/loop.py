@@ -18,7 +18,7 @@ from promptft_cli.progress import Tracked, TrainProgress, status
 from promptft_cli.runs import model_card, plots
 from promptft_cli.tasks import calibration, imbalance
 from promptft_cli.tasks.base import Encoder, Metrics, Task, get_task
-from promptft_cli.training import distributed, tracking
+from promptft_cli.training import distributed, optim, tracking
 
 if TYPE_CHECKING:
     import torch
@@ -208,7 +208,6 @@ class _Parts:
 
 
 def _prepare(s: Setup, run_dir: Path, resume: bool) -> _Parts:
-    import torch
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
@@ -232,9 +231,7 @@ def _prepare(s: Setup, run_dir: Path, resume: bool) -> _Parts:
     params = [p for p in s.model.parameters() if p.requires_grad]
     if not params:
         raise PromptftError(f"method '{cfg.method.name}' leaves nothing to train with head '{cfg.prompt.resolved_head}'", field="method.name")
-    # fused: one kernel per step instead of a dozen passes over every weight; with `full` the unfused step
-    # took a third of CPU training time (py-spy), and Trainer defaults to the fused kernel as well.
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay, fused=_fused_adamw(params))
+    optimizer = optim.adamw(s.model, params, lr, tc.weight_decay, tc.head_lr)
     steps = tc.epochs * math.ceil(len(sampler) / tc.grad_accum)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * steps), steps)
     # The loader is already sharded: prepare() would re-shard it with a sampler that drops short batches.
@@ -251,7 +248,8 @@ def _announce(s: Setup, p: _Parts) -> None:
     what = cfg.method.name + (f" + {cfg.prompt.resolved_head} head" if cfg.task == "classification" else "")
     status(f"training {what}: {p.trainable:,} trainable parameters, "
            f"{len(s.encoded['train'])} train / {len(s.encoded['validation'])} validation examples, lr {p.lr:g}")
-    log.info("trainable parameters: %d; lr %g; steps %d", p.trainable, p.lr, p.steps)
+    log.info("trainable parameters: %d; lr %g%s; steps %d", p.trainable, p.lr,
+             f" (head {tc.head_lr:g})" if tc.head_lr else "", p.steps)
     log.info("%s", distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
     if p.accelerator.num_processes > 1:
         status(distributed.describe(p.accelerator, tc, p.batches_per_epoch, p.steps))
@@ -354,17 +352,6 @@ def _calibrate(s: Setup, p: "_Parts"):
     val = s.encoded["validation"] if s.cfg.train.temperature_scaling else None
     return calibration.calibrate(s.cfg.prompt.calibration, predict, lambda rows: s.encode(rows, labelled=False),
                                  s.cfg.data.columns, s.tokenizer, val)
-
-
-def _fused_adamw(params) -> bool:
-    """torch's fused AdamW takes floating-point weights on the CPU, CUDA, XPU or MPS (torch >= 2.4 for the CPU)."""
-    try:
-        from torch.optim.optimizer import (
-            _get_fused_kernels_supported_devices as supported,
-        )
-    except ImportError:  # a private helper of torch: without it, keep the portable implementation
-        return False
-    return all(p.is_floating_point() and p.device.type in supported() for p in params)
 
 
 def _better(val: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
