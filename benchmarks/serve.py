@@ -108,9 +108,10 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(server: "Server", texts: list[str], clients: int, total: int) -> dict:
     """One load run, with the CPU time the server spent on it."""
-    before = cpu_seconds(server.proc.pid)
+    before, client_before = cpu_seconds(server.proc.pid), time.process_time()
     result = asyncio.run(load(server.url, texts, clients, total))
-    return {**result, "cpu_seconds": cpu_seconds(server.proc.pid) - before}
+    return {**result, "cpu_seconds": cpu_seconds(server.proc.pid) - before,
+            "client_cpu_seconds": time.process_time() - client_before}
 
 
 async def load(url: str, texts: list[str], clients: int, total: int) -> dict:
@@ -143,17 +144,46 @@ def pooled(runs: list[dict]) -> dict:
     latencies = [x for r in runs for x in r["latencies"]]
     q = statistics.quantiles(latencies, n=100)
     requests, seconds = sum(r["requests"] for r in runs), sum(r["seconds"] for r in runs)
-    cpu = sum(r["cpu_seconds"] for r in runs)
+    cpu, client_cpu = sum(r["cpu_seconds"] for r in runs), sum(r["client_cpu_seconds"] for r in runs)
     return {"clients": runs[0]["clients"], "repetitions": len(runs), "requests": requests,
             "errors": sum(r["errors"] for r in runs), "seconds": round(seconds, 3),
             "throughput_rps": round(requests / seconds, 2), "cpu_seconds": round(cpu, 2),
-            "requests_per_cpu_second": round(requests / cpu, 2), "p50_ms": round(q[49] * 1000, 1),
+            "requests_per_cpu_second": round(requests / cpu, 2),
+            # The load generator shares the machine's cores with the server under test.
+            "client_cpu_share": round(client_cpu / seconds / (os.cpu_count() or 1), 3), "p50_ms": round(q[49] * 1000, 1),
             "p95_ms": round(q[94] * 1000, 1), "p99_ms": round(q[98] * 1000, 1)}
 
 
 async def client_warmup(http, texts: list[str]) -> None:
     for t in texts[:3]:
         await http.post("/v1/classify", json={"inputs": [{"text": t}]})
+
+
+def batching_ceiling(run_dir: str, texts: list[str], batch: int) -> dict:
+    """The most batching can gain on this machine: one row's forward pass against a row's share of a full batch.
+
+    Measured in this process on the same model (the servers are idle meanwhile), as medians. A model that
+    is already compute-bound on one row (a small encoder on few cores) gains little from batching, whatever
+    the server does; throughput over the naive endpoint beyond this ratio comes from its overheads.
+    """
+    from promptft_cli.inference.predict import Predictor
+
+    predictor = Predictor.from_run(Path(run_dir))
+    rows = [{"text": t} for t in texts]
+
+    def median_seconds(chunk: list[dict], repeats: int) -> float:
+        predictor.proba(chunk, batch_size=len(chunk))  # warm-up
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            predictor.proba(chunk, batch_size=len(chunk))
+            times.append(time.perf_counter() - began)
+        return statistics.median(times)
+
+    one = statistics.median(median_seconds(rows[i : i + 1], 5) for i in range(0, 8 * batch, batch))
+    full = median_seconds(rows[:batch], 9)
+    return {"one_row_ms": round(one * 1000, 2), f"batch_of_{batch}_ms": round(full * 1000, 2),
+            "per_row_ms_in_batch": round(full / batch * 1000, 2), "ceiling": round(one * batch / full, 2)}
 
 
 def accuracy(url: str, rows: list[dict]) -> tuple[float, list[str]]:
@@ -187,6 +217,8 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     # All three servers stay up (an idle one costs no CPU); each level runs naive, ours, ours, naive (ABBA),
     # so the noise of a shared machine falls on both alike; the figures pool both repetitions.
+    results["batching_ceiling"] = batching_ceiling(args.run_dir, texts, args.max_batch)
+    print(f"batching ceiling on this machine: {results['batching_ceiling']}", flush=True)
     with naive(args.run_dir) as base, ours(args.run_dir, args) as batched, ours(args.run_dir, args, "int8") as int8:
         for name in ("naive", "promptft_serve"):
             results[name] = []
@@ -215,6 +247,7 @@ def main() -> None:
         # busy threads take more of it than one model thread); requests per CPU-second measures the work.
         "per_cpu_throughput_vs_naive": round(top_ours["requests_per_cpu_second"] / top_naive["requests_per_cpu_second"], 2),
         "target": f">= {TARGET_THROUGHPUT}x naive throughput, p99 < {TARGET_P99}x naive p99",
+        "batching_ceiling": results["batching_ceiling"]["ceiling"],
         "int8_throughput_vs_float32": round(top_int8["throughput_rps"] / top_float["throughput_rps"], 2),
         "int8_per_cpu_throughput_vs_float32": round(top_int8["requests_per_cpu_second"] / top_float["requests_per_cpu_second"], 2),
         "accuracy_rows": len(rows), "accuracy_float32": round(float_acc, 4), "accuracy_int8": round(int8_acc, 4),
