@@ -11,7 +11,8 @@ labels dropped (PET's unlabelled pool, used by the recipe's self-training), and 
 `--split dev` scores a held-out part of train instead (SST-5: its dev.csv), for choosing recipes.
 
 Systems:
-- `zero_shot`: the template and label descriptions alone on the embedded MiniLM, contextual calibration;
+- `zero_shot`: the template and label descriptions alone on the embedded MiniLM, contextual calibration
+  (no training, so it runs for the first seed only: every seed would score the same test split alike);
 - `recipe`: what `promptft init` recommends (see RECIPE and docs/few-shot.md);
 - `setfit`: the `setfit` package with its default training on the same MiniLM body;
 - `lora_trainer`: benchmarks/reference_trainer.py, a plain transformers.Trainer + peft LoRA script.
@@ -49,6 +50,9 @@ SYSTEMS = ["zero_shot", "recipe", "setfit", "lora_trainer"]
 EXTRA_SYSTEMS = ["zero_shot_raw", "zero_shot_batch", "zero_shot_ensemble"]
 ZERO_SHOT_CALIBRATION = {"zero_shot": "contextual", "zero_shot_raw": "none", "zero_shot_batch": "batch",
                          "zero_shot_ensemble": "contextual"}
+# No training and the full test split for every seed: these systems score the same whatever the seed, so they
+# run once (the first seed asked for) instead of five identical times.
+SEED_FREE = {"zero_shot", "zero_shot_raw", "zero_shot_batch"}
 UNLABELED = 3000
 DEV_ROWS = 1000
 
@@ -147,7 +151,8 @@ def sample_files(data_dir: Path, dataset: str, seed: int, k: int, split: str, wo
 
 # ---- one cell, in its own process ----
 
-def run_promptft(system: str, dataset: str, seed: int, files: dict[str, Path], work: Path) -> dict[str, Any]:
+def run_promptft(system: str, dataset: str, seed: int, files: dict[str, Path], work: Path,
+                 overrides: list[str]) -> dict[str, Any]:
     from promptft_cli.config import validate_config
     from promptft_cli.progress import configure
 
@@ -155,7 +160,11 @@ def run_promptft(system: str, dataset: str, seed: int, files: dict[str, Path], w
     raw = recipe(dataset)
     raw["data"] = {"train": str(files["train"]), "validation": str(files["validation"]), "test": str(files["test"])}
     raw["train"]["seed"] = seed
-    raw["output_dir"] = str(work / f"run-{dataset}-{system}-{seed}")
+    raw["output_dir"] = str(work / f"run-{dataset}-{system}-{seed}{'-variant' if overrides else ''}")
+    from promptft_cli.config import apply_override
+
+    for item in overrides:  # --set: a variant of the recipe, for choosing defaults on --split dev
+        apply_override(raw, item)
     if system.startswith("zero_shot"):
         raw["prompt"]["calibration"] = ZERO_SHOT_CALIBRATION[system]
         if system == "zero_shot_ensemble":  # PET-style patterns around the same label descriptions
@@ -212,7 +221,7 @@ def run_cell(args: argparse.Namespace) -> None:
     elif system == "lora_trainer":
         metrics = run_lora_trainer(seed, files)
     else:
-        metrics = run_promptft(system, dataset, seed, files, args.work_dir)
+        metrics = run_promptft(system, dataset, seed, files, args.work_dir, args.set)
     cell = {"accuracy": metrics["accuracy"], "macro_f1": metrics.get("macro_f1"),
             "seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -233,7 +242,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                           if d.is_dir()), REPO.parent / "shared" / "data"))
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/promptft-fewshot-suite"))
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results/fewshot_suite[_dev].json")
-    p.add_argument("--table", action="store_true", help="only print the markdown table of --out (runs nothing)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the recipe (as promptft's --set), e.g. train.lr=5e-5; use with --split dev and --out")
+    p.add_argument("--table", action="store_true",
+                   help="only print the markdown table of --out and write it into BENCHMARKS.md (runs nothing)")
     p.add_argument("--cell", nargs=3, metavar=("DATASET", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.datasets = args.datasets or (["sst2", "trec"] if args.quick else DATASETS)
@@ -262,17 +274,42 @@ def summarize(cells: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def table(summary: dict[str, Any]) -> str:
+def paired_gap(cells: dict[str, Any], dataset: str, a: str, b: str) -> str:
+    """a − b in points over the seeds both ran (the same samples), mean ± std and the seeds a is ahead on."""
+    seeds = sorted({int(k.split("/")[2]) for k in cells if k.startswith(f"{dataset}/{a}/")}
+                   & {int(k.split("/")[2]) for k in cells if k.startswith(f"{dataset}/{b}/")})
+    if not seeds:
+        return "–"
+    gaps = [100 * (cells[key(dataset, a, s)]["accuracy"] - cells[key(dataset, b, s)]["accuracy"]) for s in seeds]
+    ahead = sum(g > 0 for g in gaps)
+    return f"{statistics.fmean(gaps):+.1f} ± {statistics.pstdev(gaps):.1f} (ahead on {ahead}/{len(seeds)})"
+
+
+def table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
     shown = SYSTEMS + [s for s in EXTRA_SYSTEMS if any(s in systems for systems in summary.values())]
-    lines = ["| data set | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    lines = ["| data set | " + " | ".join(shown) + " | recipe − setfit, paired |", "|---|" + "---|" * (len(shown) + 1)]
     for dataset, systems in summary.items():
-        cells = []
+        row = []
         for system in shown:
             s = systems.get(system)
-            cells.append(f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f} (n={len(s['seeds'])}, "
-                         f"{s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)" if s else "–")
-        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+            row.append(f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f} (n={len(s['seeds'])}, "
+                       f"{s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)" if s else "–")
+        lines.append(f"| {dataset} | " + " | ".join(row) + f" | {paired_gap(cells, dataset, 'recipe', 'setfit')} |")
     return "\n".join(lines)
+
+
+def write_into_benchmarks(split: str, text: str) -> None:
+    """Replace the table between BENCHMARKS.md's markers for this split (atomic: temp file, then rename)."""
+    path = REPO / "BENCHMARKS.md"
+    start, end = f"<!-- fewshot-suite:{split} -->", f"<!-- /fewshot-suite:{split} -->"
+    doc = path.read_text(encoding="utf-8")
+    if start not in doc or end not in doc:
+        print(f"BENCHMARKS.md has no {start} … {end} markers: table not written there", file=sys.stderr)
+        return
+    head, rest = doc.split(start, 1)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,18 +318,21 @@ def main(argv: list[str] | None = None) -> None:
         return run_cell(args)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"cells": {}}
     if args.table:
-        return print(table(summarize(results["cells"])))
-    results.update(k=args.k, split=args.split, unlabeled=UNLABELED, machine=platform.machine(),
+        return publish(args, results["cells"])
+    if args.set and args.out == REPO / "benchmarks" / "results" / "fewshot_suite.json":
+        raise SystemExit("--set changes the recipe: write the variant's results elsewhere with --out")
+    results.update(k=args.k, split=args.split, recipe_overrides=args.set, unlabeled=UNLABELED, machine=platform.machine(),
                    threads=os.environ.get("OMP_NUM_THREADS"), recipe=recipe("sst2") | {"prompt": "see VERBALIZERS"})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for seed in args.seeds:
         for dataset in args.datasets:
             for system in args.systems:
                 name = key(dataset, system, seed)
-                if name in results["cells"]:
+                if name in results["cells"] or (system in SEED_FREE and seed != args.seeds[0]):
                     continue  # resumable: finished cells stay
                 cmd = [sys.executable, __file__, "--cell", dataset, system, str(seed), "--k", str(args.k),
-                       "--split", args.split, "--data-dir", str(args.data_dir), "--work-dir", str(args.work_dir)]
+                       "--split", args.split, "--data-dir", str(args.data_dir), "--work-dir", str(args.work_dir),
+                       *(f"--set={item}" for item in args.set)]
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 line = next((ln for ln in proc.stdout.splitlines()[::-1] if ln.startswith("CELL ")), None)
                 if proc.returncode or line is None:
@@ -306,7 +346,15 @@ def main(argv: list[str] | None = None) -> None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
                 print(f"{name}: {100 * results['cells'][name]['accuracy']:.1f}", file=sys.stderr, flush=True)
-    print(table(summarize(results["cells"])))
+    publish(args, results["cells"])
+
+
+def publish(args: argparse.Namespace, cells: dict[str, Any]) -> None:
+    """Print the table; the suite's own results (not a --set variant's) also go into BENCHMARKS.md."""
+    text = table(summarize(cells), cells)
+    print(text)
+    if args.out == REPO / "benchmarks" / "results" / f"fewshot_suite{'' if args.split == 'test' else '_dev'}.json":
+        write_into_benchmarks(args.split, text)
 
 
 if __name__ == "__main__":
