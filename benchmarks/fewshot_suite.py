@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -105,7 +106,7 @@ def recipe(dataset: str) -> dict[str, Any]:
         "model": {"name": "default", "max_length": 64},
         "prompt": {"template": "{text}", "verbalizer": VERBALIZERS[dataset], "head": "verbalizer", "combine": "mean"},
         "method": {"name": "full"},
-        "train": {"epochs": 10, "lr": 2.0e-5, "batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.1,
+        "train": {"epochs": 10, "lr": 5.0e-5, "batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.1,
                   "early_stopping": {"patience": 10},
                   "self_training": {"rounds": 1, "share": 0.5, "epochs": 3}},
     }
@@ -160,7 +161,9 @@ def run_promptft(system: str, dataset: str, seed: int, files: dict[str, Path], w
     raw = recipe(dataset)
     raw["data"] = {"train": str(files["train"]), "validation": str(files["validation"]), "test": str(files["test"])}
     raw["train"]["seed"] = seed
-    raw["output_dir"] = str(work / f"run-{dataset}-{system}-{seed}{'-variant' if overrides else ''}")
+    # The sample's folder names data set, split and seed; a variant gets its own run directory too.
+    variant = "-" + hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8] if overrides else ""
+    raw["output_dir"] = str(work / f"run-{files['train'].parent.name}-{system}{variant}")
     from promptft_cli.config import apply_override
 
     for item in overrides:  # --set: a variant of the recipe, for choosing defaults on --split dev

@@ -22,10 +22,11 @@ from promptft_cli.methods import METHODS, MethodOptions
 from promptft_cli.runs.layout import write_text_atomic
 from promptft_cli.tasks.base import TASKS
 
-# The default for the embedded MiniLM with label descriptions (the similarity head): full fine-tuning at 2e-5,
-# chosen on SST-2's dev split (benchmarks/results/sst2_recipe_dev.json); see docs/few-shot.md.
+# The default for the embedded MiniLM with label descriptions (the similarity head): full fine-tuning at 5e-5,
+# chosen on the developer splits of SST-2, SST-5, TREC and SNIPS (benchmarks/results/fewshot_suite_dev*.json);
+# see docs/few-shot.md.
 RECIPE_METHOD = "full"
-RECIPE_LR = 2.0e-5
+RECIPE_LR = 5.0e-5
 
 
 class Section(BaseModel):

@@ -307,10 +307,10 @@ def test_task_and_stopping_metric_come_from_the_task_registry(tmp_path, monkeypa
 
 
 def test_label_descriptions_alone_get_the_recipe():
-    """Only data + label descriptions on the embedded MiniLM: full fine-tuning at 2e-5 (docs/few-shot.md), not prompt tuning."""
+    """Only data + label descriptions on the embedded MiniLM: full fine-tuning at 5e-5 (docs/few-shot.md), not prompt tuning."""
     raw = {"data": {"train": "x.csv"}, "prompt": {"verbalizer": {"a": "an apple", "b": "a banana"}}}
     cfg = validate_config(raw)
-    assert (cfg.method.name, cfg.train.lr, cfg.prompt.resolved_head) == ("full", 2e-5, "verbalizer")
+    assert (cfg.method.name, cfg.train.lr, cfg.prompt.resolved_head) == ("full", 5e-5, "verbalizer")
     named = validate_config({**raw, "method": "lora"})
     assert (named.method.name, named.train.lr) == ("lora", None)
     assert validate_config({"data": {"train": "x.csv"}}).method.name == "prompt_tuning"

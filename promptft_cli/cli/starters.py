@@ -67,7 +67,7 @@ method:
 train:
   epochs: 10
   batch_size: 16
-  lr: 2.0e-5
+  lr: 5.0e-5
   warmup_ratio: 0.1
   seed: 42
   # class_weights: balanced  # when one label is rare
