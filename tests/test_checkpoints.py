@@ -213,6 +213,7 @@ def test_sigterm_stops_after_a_checkpoint_and_resume_refuses_changes(reference, 
 
 def test_second_sigint_aborts_at_once(tiny_encoder, tmp_path, monkeypatch):
     cfg = load_config(make_project(tmp_path, tiny_encoder))
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN when started in the background
 
     def twice():
         os.kill(os.getpid(), signal.SIGINT)
@@ -224,12 +225,13 @@ def test_second_sigint_aborts_at_once(tiny_encoder, tmp_path, monkeypatch):
     assert not isinstance(info.value, Interrupted)  # no checkpoint was waited for
     assert steps_saved(cfg.run_dir) == [3]
     assert runs.RunInfo.load(cfg.run_dir).status == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
 
 def test_sigint_saves_a_checkpoint_and_exits_130(tiny_encoder, tmp_path, monkeypatch, capsys):
     config = make_project(tmp_path, tiny_encoder)
     run_dir = load_config(config).run_dir
+    before = signal.getsignal(signal.SIGINT)
     crash_at(monkeypatch, 7, action=lambda: os.kill(os.getpid(), signal.SIGINT))  # a real signal, the real handler
     assert cli("train", str(config), "--quiet") == 130
     err = " ".join(capsys.readouterr().err.split())
@@ -238,7 +240,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tiny_encoder, tmp_path, monkeyp
     assert checkpoints.latest(run_dir / runs.CHECKPOINTS).name == "step-00000007"
     info = runs.RunInfo.load(run_dir)
     assert info.status == "interrupted" and "step 7" in info.error
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_nan_loss_names_the_step_and_keeps_the_last_good_checkpoint(tiny_encoder, tmp_path, capsys):
