@@ -254,7 +254,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.datasets = args.datasets or (["sst2", "trec"] if args.quick else DATASETS)
     args.seeds = args.seeds or (SEEDS[:1] if args.quick else SEEDS)
     suffix = "" if args.split == "test" else "_dev"
-    args.out = args.out or REPO / "benchmarks" / "results" / f"fewshot_suite{suffix}.json"
+    args.default_out = REPO / "benchmarks" / "results" / f"fewshot_suite{suffix}.json"  # the suite's own results
+    args.out = args.out or args.default_out
     return args
 
 
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {"cells": {}}
     if args.table:
         return publish(args, results["cells"])
-    if args.set and args.out == REPO / "benchmarks" / "results" / "fewshot_suite.json":
+    if args.set and args.out == args.default_out:
         raise SystemExit("--set changes the recipe: write the variant's results elsewhere with --out")
     results.update(k=args.k, split=args.split, recipe_overrides=args.set, unlabeled=UNLABELED, machine=platform.machine(),
                    threads=os.environ.get("OMP_NUM_THREADS"), recipe=recipe("sst2") | {"prompt": "see VERBALIZERS"})
@@ -356,7 +357,7 @@ def publish(args: argparse.Namespace, cells: dict[str, Any]) -> None:
     """Print the table; the suite's own results (not a --set variant's) also go into BENCHMARKS.md."""
     text = table(summarize(cells), cells)
     print(text)
-    if args.out == REPO / "benchmarks" / "results" / f"fewshot_suite{'' if args.split == 'test' else '_dev'}.json":
+    if args.out == args.default_out:
         write_into_benchmarks(args.split, text)
 
 
