@@ -140,6 +140,19 @@ def test_reference_lists_every_key_and_method():
         assert f"| `{name}` |" in table
 
 
+def test_reference_types_read_as_written():
+    from typing import Literal
+
+    from promptft_cli.config import EnsembleMember
+
+    assert docs._type_name(Literal["none", "balanced"] | dict[str, float]) == "none / balanced or dict[str, float]"
+    assert docs._type_name(list[Literal["tensorboard", "wandb"]]) == "list of tensorboard / wandb"
+    assert docs._type_name(list[EnsembleMember] | None) == "list[EnsembleMember] or None"
+    assert docs._type_name(dict[str, str | list[str]] | None) == "dict[str, str or list[str]] or None"
+    ref = docs.config_reference()
+    assert "Union" not in ref and "promptft_cli." not in ref
+
+
 # --- the example configs of docs/prompts.md ---
 
 

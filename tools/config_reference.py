@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -24,12 +25,19 @@ METHODS_PAGE = ROOT / "docs" / "methods.md"
 
 
 def _type_name(annotation) -> str:
-    text = str(annotation).replace("typing.", "").replace("NoneType", "null")
-    text = re.sub(r"<class '(\w+)'>", r"\1", text)
-    text = re.sub(r"promptft_cli\.config\.(\w+)Config", lambda m: m.group(1).lower(), text)
-    text = re.sub(r"^list\[Literal\[([^\]]*)\]\]$", r"list of Literal[\1]", text)  # list[Literal[...]]: the choices
-    text = re.sub(r"\[?Literal\[([^\]]*)\]\]?", lambda m: " / ".join(v.strip(" '") for v in m.group(1).split(",")), text)
-    return text.replace("Optional", "")
+    """A field's type as a reader writes it: `a / b` for choices, `X or Y` for unions, `list of ...`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " / ".join(str(value) for value in args)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(arg) for arg in args if arg is not type(None)]
+        return " or ".join(names + (["None"] if type(None) in args else []))
+    if origin is list:
+        inner = args[0]
+        return f"list of {_type_name(inner)}" if typing.get_origin(inner) is typing.Literal else f"list[{_type_name(inner)}]"
+    if origin is dict:
+        return f"dict[{_type_name(args[0])}, {_type_name(args[1])}]"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
@@ -49,7 +57,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         value = info.default_factory() if info.default_factory is not None else info.default
         default = "required" if info.is_required() else f"`{value}`"
         desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{key}` | {_type_name(info.annotation).replace('|', 'or')} | {default} | {desc} |")
+        rows.append(f"| `{key}` | {_type_name(info.annotation)} | {default} | {desc} |")
     return rows
 
 
