@@ -248,7 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change the recipe (as promptft's --set), e.g. train.lr=5e-5; use with --split dev and --out")
     p.add_argument("--table", action="store_true",
-                   help="only print the markdown table of --out and write it into BENCHMARKS.md (runs nothing)")
+                   help="only print the markdown tables of --out (BENCHMARKS.md's, written there, and README's) and run nothing")
     p.add_argument("--cell", nargs=3, metavar=("DATASET", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.datasets = args.datasets or (["sst2", "trec"] if args.quick else DATASETS)
@@ -299,6 +299,29 @@ def table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
             row.append(f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f} (n={len(s['seeds'])}, "
                        f"{s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)" if s else "–")
         lines.append(f"| {dataset} | " + " | ".join(row) + f" | {paired_gap(cells, dataset, 'recipe', 'setfit')} |")
+    return "\n".join(lines)
+
+
+README_NAMES = {"sst2": "SST-2", "sst5": "SST-5", "mr": "MR", "subj": "SUBJ", "trec": "TREC", "snips": "SNIPS"}
+README_SYSTEMS = ["recipe", "setfit", "lora_trainer"]
+
+
+def readme_table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
+    """README's key-figures table: the trained systems' mean ± std, the best in bold, and the paired gap to SetFit."""
+    lines = ["| data set | zero-shot | promptft recipe | SetFit | Trainer + LoRA | recipe − SetFit, paired | seeds |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    for dataset in (d for d in DATASETS if "recipe" in summary.get(d, {})):
+        systems = summary[dataset]
+        best = max((s for s in README_SYSTEMS if s in systems), key=lambda s: systems[s]["accuracy_mean"])
+        row = []
+        for system in README_SYSTEMS:
+            s = systems.get(system)
+            text = f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}" if s else "–"
+            row.append(f"**{text}**" if system == best else text)
+        zero = f"{100 * systems['zero_shot']['accuracy_mean']:.1f}" if "zero_shot" in systems else "–"
+        gap = paired_gap(cells, dataset, "recipe", "setfit").replace("-", "−")
+        seeds = ", ".join(map(str, systems["recipe"]["seeds"]))
+        lines.append(f"| {README_NAMES[dataset]} | {zero} | " + " | ".join(row) + f" | {gap} | {seeds} |")
     return "\n".join(lines)
 
 
@@ -355,10 +378,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def publish(args: argparse.Namespace, cells: dict[str, Any]) -> None:
     """Print the table; the suite's own results (not a --set variant's) also go into BENCHMARKS.md."""
-    text = table(summarize(cells), cells)
+    summary = summarize(cells)
+    text = table(summary, cells)
     print(text)
     if args.out == args.default_out:
         write_into_benchmarks(args.split, text)
+    if args.split == "test":  # the same figures in README's form, to paste under "Key figures"
+        print("\nREADME.md, \"Key figures\":\n" + readme_table(summary, cells))
 
 
 if __name__ == "__main__":
