@@ -13,7 +13,9 @@ labels dropped (PET's unlabelled pool, used by the recipe's self-training), and 
 Systems:
 - `zero_shot`: the template and label descriptions alone on the embedded MiniLM, contextual calibration
   (no training, so it runs for the first seed only: every seed would score the same test split alike);
-- `recipe`: what `promptft init` recommends (see RECIPE and docs/few-shot.md);
+- `recipe`: what `promptft init` recommends (see RECIPE and docs/few-shot.md), self-training on the pool;
+- `recipe_supervised`: the same recipe without the unlabelled pool (no self-training): what a user who
+  has only the labelled examples gets, the like-for-like comparison with SetFit and the Trainer script;
 - `setfit`: the `setfit` package with its default training on the same MiniLM body;
 - `lora_trainer`: benchmarks/reference_trainer.py, a plain transformers.Trainer + peft LoRA script.
 
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot import write_csv  # noqa: E402  (the sibling benchmark's CSV writer, as sst2_recipe.py uses it)
 SEEDS = [13, 21, 42, 87, 100]
 DATASETS = ["sst2", "sst5", "mr", "subj", "trec", "snips"]
-SYSTEMS = ["zero_shot", "recipe", "setfit", "lora_trainer"]
+SYSTEMS = ["zero_shot", "recipe", "recipe_supervised", "setfit", "lora_trainer"]
 # Variants for choosing defaults on dev splits (not in the default table): zero-shot calibrations, ensembles.
 EXTRA_SYSTEMS = ["zero_shot_raw", "zero_shot_batch", "zero_shot_ensemble"]
 ZERO_SHOT_CALIBRATION = {"zero_shot": "contextual", "zero_shot_raw": "none", "zero_shot_batch": "batch",
@@ -181,7 +183,10 @@ def run_promptft(system: str, dataset: str, seed: int, files: dict[str, Path], w
         predictor = Predictor.from_config(cfg, sorted(cfg.prompt.verbalizer))
         rows = labelled_rows(files["test"], ["text"], "label", predictor.labels)
         return evaluate(predictor, rows, 128)
-    raw["data"]["unlabeled"] = str(files["unlabeled"])
+    if system == "recipe_supervised":
+        raw["train"]["self_training"] = None
+    if raw["train"].get("self_training"):  # also `--set train.self_training=null`: no use for the pool
+        raw["data"]["unlabeled"] = str(files["unlabeled"])
     from promptft_cli.training.loop import train
 
     return train(validate_config(raw), overwrite=True).metrics
@@ -291,25 +296,27 @@ def paired_gap(cells: dict[str, Any], dataset: str, a: str, b: str) -> str:
 
 def table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
     shown = SYSTEMS + [s for s in EXTRA_SYSTEMS if any(s in systems for systems in summary.values())]
-    lines = ["| data set | " + " | ".join(shown) + " | recipe − setfit, paired |", "|---|" + "---|" * (len(shown) + 1)]
+    gaps = ["recipe", "recipe_supervised"]
+    lines = ["| data set | " + " | ".join(shown) + "".join(f" | {g} − setfit, paired" for g in gaps) + " |",
+             "|---|" + "---|" * (len(shown) + len(gaps))]
     for dataset, systems in summary.items():
         row = []
         for system in shown:
             s = systems.get(system)
             row.append(f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f} (n={len(s['seeds'])}, "
                        f"{s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)" if s else "–")
-        lines.append(f"| {dataset} | " + " | ".join(row) + f" | {paired_gap(cells, dataset, 'recipe', 'setfit')} |")
+        lines.append(f"| {dataset} | " + " | ".join(row) + "".join(f" | {paired_gap(cells, dataset, g, 'setfit')}" for g in gaps) + " |")
     return "\n".join(lines)
 
 
 README_NAMES = {"sst2": "SST-2", "sst5": "SST-5", "mr": "MR", "subj": "SUBJ", "trec": "TREC", "snips": "SNIPS"}
-README_SYSTEMS = ["recipe", "setfit", "lora_trainer"]
+README_SYSTEMS = ["recipe", "recipe_supervised", "setfit", "lora_trainer"]
 
 
 def readme_table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
     """README's key-figures table: the trained systems' mean ± std, the best in bold, and the paired gap to SetFit."""
-    lines = ["| data set | zero-shot | promptft recipe | SetFit | Trainer + LoRA | recipe − SetFit, paired | seeds |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    lines = ["| data set | zero-shot | promptft recipe | recipe, no unlabelled text | SetFit | Trainer + LoRA "
+             "| recipe − SetFit, paired | seeds |", "|---|---:|---:|---:|---:|---:|---|---|"]
     for dataset in (d for d in DATASETS if "recipe" in summary.get(d, {})):
         systems = summary[dataset]
         best = max((s for s in README_SYSTEMS if s in systems), key=lambda s: systems[s]["accuracy_mean"])
