@@ -46,6 +46,7 @@ def test_the_supervised_recipe_is_the_recipe_without_the_unlabelled_pool(tmp_pat
         return Trained()
 
     monkeypatch.setattr("promptft_cli.training.loop.train", fake_train)
+    monkeypatch.setattr("promptft_cli.progress.configure", lambda **kw: None)  # the cell's global quiet mode stays out of other tests
     files = {name: tmp_path / f"{name}.csv" for name in ("train", "validation", "unlabeled", "test")}
     for name, path in files.items():
         path.write_text("text,label\na,positive\nb,negative\n" if name != "unlabeled" else "text\nc\n")
