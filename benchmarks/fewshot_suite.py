@@ -294,17 +294,25 @@ def paired_gap(cells: dict[str, Any], dataset: str, a: str, b: str) -> str:
     return f"{statistics.fmean(gaps):+.1f} ± {statistics.pstdev(gaps):.1f} (ahead on {ahead}/{len(seeds)})"
 
 
+PAIRED_WITH_SETFIT = ["recipe", "recipe_supervised"]  # BENCHMARKS.md's gap columns
+
+
+def mean_std(s: dict[str, Any]) -> str:
+    """A summary cell's accuracy in points, `mean ± std` over its seeds."""
+    return f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}"
+
+
 def table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
     shown = SYSTEMS + [s for s in EXTRA_SYSTEMS if any(s in systems for systems in summary.values())]
-    gaps = ["recipe", "recipe_supervised"]
+    gaps = PAIRED_WITH_SETFIT
     lines = ["| data set | " + " | ".join(shown) + "".join(f" | {g} − setfit, paired" for g in gaps) + " |",
              "|---|" + "---|" * (len(shown) + len(gaps))]
     for dataset, systems in summary.items():
         row = []
         for system in shown:
             s = systems.get(system)
-            row.append(f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f} (n={len(s['seeds'])}, "
-                       f"{s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)" if s else "–")
+            row.append(f"{mean_std(s)} (n={len(s['seeds'])}, {s['seconds_mean']:.0f} s, {s['peak_rss_mb_max']:.0f} MB)"
+                       if s else "–")
         lines.append(f"| {dataset} | " + " | ".join(row) + "".join(f" | {paired_gap(cells, dataset, g, 'setfit')}" for g in gaps) + " |")
     return "\n".join(lines)
 
@@ -323,7 +331,7 @@ def readme_table(summary: dict[str, Any], cells: dict[str, Any]) -> str:
         row = []
         for system in README_SYSTEMS:
             s = systems.get(system)
-            text = f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}" if s else "–"
+            text = mean_std(s) if s else "–"
             row.append(f"**{text}**" if system == best else text)
         zero = f"{100 * systems['zero_shot']['accuracy_mean']:.1f}" if "zero_shot" in systems else "–"
         gap = paired_gap(cells, dataset, "recipe", "setfit").replace("-", "−")

@@ -1,4 +1,4 @@
-"""benchmarks/fewshot_suite.py: the README table it prints comes from the cells, best system in bold."""
+"""benchmarks/fewshot_suite.py: its tables come from the cells (best in bold, gaps paired by seed); recipe_supervised drops the pool."""
 
 from __future__ import annotations
 
