@@ -54,9 +54,10 @@ def test_init_then_config_show(monkeypatch, capsys, tmp_path):
     assert code == 0 and json.loads(out) == {"config": str(target), "template": "topic", "run": f"promptft train {target}"}
     code, out, _ = run_main(monkeypatch, capsys, "config", "show", str(target), "--set", "train.epochs=2")
     shown = yaml.safe_load(out)
-    assert shown == load_config(target, ["train.epochs=2"]).dump() and shown["train"]["warmup_ratio"] == 0.06
+    assert shown == load_config(target, ["train.epochs=2"]).dump() and shown["train"]["epochs"] == 2
+    assert shown["train"]["weight_decay"] == 0.0  # a default the starter does not write is shown too
     code, out, _ = run_main(monkeypatch, capsys, "config", "show", str(target), "--json")
-    assert json.loads(out)["method"]["num_virtual_tokens"] == 20
+    assert json.loads(out)["method"] == {"name": "full"} and json.loads(out)["train"]["lr"] == 5e-5
 
 
 @pytest.mark.parametrize("args,message", [

@@ -311,6 +311,26 @@ def test_label_descriptions_alone_get_the_recipe():
     raw = {"data": {"train": "x.csv"}, "prompt": {"verbalizer": {"a": "an apple", "b": "a banana"}}}
     cfg = validate_config(raw)
     assert (cfg.method.name, cfg.train.lr, cfg.prompt.resolved_head) == ("full", 5e-5, "verbalizer")
+    assert (cfg.train.warmup_ratio, cfg.train.early_stopping.patience) == (0.1, 10)
     named = validate_config({**raw, "method": "lora"})
     assert (named.method.name, named.train.lr) == ("lora", None)
+    assert (named.train.warmup_ratio, named.train.early_stopping.patience) == (0.06, 5)
     assert validate_config({"data": {"train": "x.csv"}}).method.name == "prompt_tuning"
+
+
+def test_naming_full_with_label_descriptions_still_gets_the_recipes_train_values():
+    """`method: full` + descriptions is the recipe's combination: its measured values fill only what is unset."""
+    raw = {"data": {"train": "x.csv"}, "prompt": {"verbalizer": {"a": "an apple", "b": "a banana"}}, "method": "full"}
+    cfg = validate_config(raw)
+    assert (cfg.train.lr, cfg.train.warmup_ratio, cfg.train.early_stopping.patience) == (5e-5, 0.1, 10)
+    own = validate_config({**raw, "train": {"lr": 1e-4, "warmup_ratio": 0.0, "early_stopping": {"patience": 2}}})
+    assert (own.train.lr, own.train.warmup_ratio, own.train.early_stopping.patience) == (1e-4, 0.0, 2)
+    assert validate_config({**raw, "train": {"epochs": 3}}).train.lr == 5e-5
+    # Another backbone, or the linear head, was not measured: the generic defaults stay.
+    other = validate_config({**raw, "model": {"name": "some/encoder"}})
+    assert (other.train.lr, other.train.warmup_ratio, other.train.early_stopping.patience) == (None, 0.06, 5)
+    linear = validate_config({**raw, "prompt": {**raw["prompt"], "head": "linear"}})
+    assert (linear.train.lr, linear.train.early_stopping.patience) == (None, 5)
+    # The filled-in values are part of the resolved config, so a saved run reloads with the same ones.
+    dumped = validate_config(cfg.dump())
+    assert (dumped.train.lr, dumped.train.warmup_ratio, dumped.train.early_stopping.patience) == (5e-5, 0.1, 10)

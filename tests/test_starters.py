@@ -32,7 +32,9 @@ def test_kinds_of_starter():
     assert "{premise}" in cfgs["pair"]["prompt"]["template"]
     zero = cfgs["zero-shot"]
     assert zero["prompt"]["head"] == "verbalizer" and set(zero["prompt"]["verbalizer"]) == {"positive", "negative"}
-    assert cfgs["topic"]["method"]["name"] == "prompt_tuning"
+    topic = cfgs["topic"]  # the recipe, as for sentiment: label descriptions, similarity head, full
+    assert topic["method"]["name"] == "full" and topic["prompt"]["head"] == "verbalizer"
+    assert set(topic["prompt"]["verbalizer"]) == {"business", "politics", "science", "sports"}
     for name in GENERATION:
         gen = cfgs[name]
         assert gen["task"] == "generation" and gen["model"]["name"] == "default-lm" and gen["prompt"]["chat"] is True
@@ -80,7 +82,7 @@ def test_existing_file_is_kept_unless_forced(tmp_path):
         starters.write("topic", path)
     assert path.read_text() == "mine"
     starters.write("topic", path, force=True)
-    assert load_config(path).method.name == "prompt_tuning"
+    assert load_config(path).method.name == "full"
 
 
 def test_unknown_starter_suggests_the_closest():
