@@ -470,10 +470,27 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise PromptftError(f"cannot set '{key}': '{k}' is not a section", field=key)
         node = child
+    node[keys[-1]] = _override_value(value)
+
+
+def _override_value(value: str) -> Any:
+    """A YAML scalar, or a flow list/mapping written with brackets; any other text is the string itself.
+
+    Block YAML on one line would turn a text with ': ' or a leading '- ' into a mapping or list
+    (`init_text=Classify this headline: ...`), and `{text}` alone is a YAML set (a mapping to nulls):
+    no field takes either, while a string field takes the text.
+    """
+    if not value.strip():
+        return ""
     try:
-        node[keys[-1]] = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError:
-        node[keys[-1]] = value
+        return value
+    if isinstance(parsed, (dict, list)) and not value.strip().startswith(("{", "[")):
+        return value
+    if isinstance(parsed, dict) and ":" not in value:
+        return value
+    return parsed
 
 
 def validate_config(raw: dict[str, Any], source: Path | None = None) -> Config:

@@ -180,6 +180,13 @@ def test_empty_missing_and_non_mapping_config(tmp_path):
         (["method.num_virtual_tokens=5"], lambda c: c.method.options.num_virtual_tokens == 5),
         (["prompt.template={text} It was {mask}."], lambda c: c.prompt.template == "{text} It was {mask}."),
         (["output_dir=elsewhere"], lambda c: c.output_dir == "elsewhere"),
+        # Text that one-line YAML would read as a mapping, a list or a set stays text.
+        (["method.init_text=Classify the topic: politics or sports?"],
+         lambda c: c.method.options.init_text == "Classify the topic: politics or sports?"),
+        (["prompt.template={text}"], lambda c: c.prompt.template == "{text}"),
+        (["method.init_text=- a list?"], lambda c: c.method.options.init_text == "- a list?"),
+        (["prompt.verbalizer={good: [a great film], bad: terrible}"],
+         lambda c: c.prompt.verbalizer == {"good": ["a great film"], "bad": "terrible"}),
     ],
 )
 def test_set_overrides(tmp_path, overrides, check):
