@@ -94,6 +94,8 @@ class DataConfig(Section):
     """Sample k examples per class (the few-shot protocol)."""
     unlabeled: str | None = None
     """Unlabelled texts (same text columns; any label column is ignored) for `train.self_training`."""
+    label_examples: bool = False
+    """Add each phrase of `prompt.verbalizer` to train as an example of its label (after few-shot sampling); helps intent and topic sets, not fine-grained sentiment (docs/few-shot.md)."""
     encoding: str = "utf-8"
     """Text encoding of the data files (`utf-8` also accepts a BOM)."""
 
@@ -377,6 +379,18 @@ class Config(Section):
         if self.task == "generation" and (self.prompt.verbalizer or self.prompt.head):
             raise PromptftError("verbalizers and heads are for classification; remove them for task: generation",
                                 field="prompt.verbalizer" if self.prompt.verbalizer else "prompt.head")
+        return self
+
+    @model_validator(mode="after")
+    def _label_examples_have_descriptions(self) -> "Config":
+        if not self.data.label_examples:
+            return self
+        if self.task != "classification" or not self.prompt.verbalizer:
+            raise PromptftError("data.label_examples adds the phrases of prompt.verbalizer to train: set "
+                                "prompt.verbalizer (classification)", field="data.label_examples")
+        if len(self.data.columns) != 1:
+            raise PromptftError(f"data.label_examples needs one text column to put each phrase in; this config has "
+                                f"{len(self.data.columns)} ({', '.join(self.data.columns)})", field="data.label_examples")
         return self
 
     @model_validator(mode="after")

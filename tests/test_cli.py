@@ -179,3 +179,18 @@ def test_real_process_prints_one_line_without_traceback(tmp_path, config_text, w
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: {config}:") and words in proc.stderr
+
+
+def test_prepare_and_train_with_label_examples(monkeypatch, capsys, toy_project):
+    """--set data.label_examples=true: prepare reports the added descriptions, train learns from them too."""
+    verbalizer = "prompt.verbalizer={positive: [a great film, lovely], negative: [an awful film]}"
+    args = ["--set", verbalizer, "--set", "prompt.head=verbalizer", "--set", "data.label_examples=true"]
+    code, out, err = run_main(monkeypatch, capsys, "prepare", toy_project, *args)
+    assert code == 0 and "3 label descriptions added as examples" in out, err
+    code, out, _ = run_main(monkeypatch, capsys, "prepare", toy_project, *args, "--json", "--overwrite")
+    report = json.loads(out)
+    assert report["label_examples"] == 3 and report["splits"]["train"]["rows"] == 72 + 3  # 80 rows less the held-out validation 10 %
+    code, out, _ = run_main(monkeypatch, capsys, "train", toy_project, *args, "--set", "train.epochs=1", "--json", "--overwrite")
+    assert code == 0 and json.loads(out)["n"] == 20
+    rows = [json.loads(line) for line in (toy_project.parent / "run" / "data" / "train.jsonl").read_text().splitlines()]
+    assert {"text": "an awful film", "label": "negative"} in rows

@@ -341,3 +341,14 @@ def test_naming_full_with_label_descriptions_still_gets_the_recipes_train_values
     # The filled-in values are part of the resolved config, so a saved run reloads with the same ones.
     dumped = validate_config(cfg.dump())
     assert (dumped.train.lr, dumped.train.warmup_ratio, dumped.train.early_stopping.patience) == (5e-5, 0.1, 10)
+
+
+def test_label_examples_need_descriptions_and_one_text_column():
+    base = {"data": {"train": "x.csv", "label_examples": True}}
+    with pytest.raises(PromptftError, match="set prompt.verbalizer") as exc:
+        validate_config(base)
+    assert exc.value.field == "data.label_examples"
+    pair = {"data": {**base["data"], "text_columns": ["premise", "hypothesis"]}, "prompt": {"verbalizer": {"a": "yes", "b": "no"}}}
+    with pytest.raises(PromptftError, match=r"one text column .* 2 \(premise, hypothesis\)"):
+        validate_config(pair)
+    assert validate_config({**base, "prompt": {"verbalizer": {"a": "an apple", "b": "a banana"}}}).data.label_examples

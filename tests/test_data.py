@@ -200,3 +200,29 @@ def test_numeric_labels_have_one_spelling(tmp_path):
     write(tmp_path / "test.csv", "text,label\nx,1\ny,0.0\n")
     data = load(tmp_path, train="train.jsonl", test="test.csv", validation="test.csv")
     assert data.labels == ["0", "1"] and data["test"].labels == ["1", "0"]
+
+
+def test_label_examples_add_each_description_to_train_after_the_sample(tmp_path, tiny_encoder):
+    """data.label_examples: every verbalizer phrase joins train as a row of its label; the sample stays k per class."""
+    from factories import toy_sentiment_rows, write_config, write_csv
+
+    from promptft_cli.config import load_config
+    from promptft_cli.data.prepare import prepare
+    from promptft_cli.modeling.loading import load_tokenizer
+
+    write_csv(tmp_path / "train.csv", toy_sentiment_rows(80))
+    verbalizer = {"positive": ["a great film", "great"], "negative": "a terrible film"}
+    config = write_config(tmp_path, tiny_encoder, prompt={"verbalizer": verbalizer, "head": "verbalizer"},
+                          data={"few_shot": {"k": 4}, "label_examples": True})
+    cfg = load_config(config)
+    data = prepare(cfg, load_tokenizer(cfg.model, cfg.base_dir))
+    rows = data["train"].rows
+    assert len(rows) == 2 * 4 + 3 and rows[-3:] == [{"text": "a terrible film", "label": "negative"},
+                                                   {"text": "a great film", "label": "positive"},
+                                                   {"text": "great", "label": "positive"}]
+    assert data.report["label_examples"] == 3
+    assert not {r["text"] for r in data["validation"].rows + data["test"].rows} & {"great", "a great film", "a terrible film"}
+    saved = [json.loads(line) for line in (cfg.run_dir / "data" / "train.jsonl").read_text().splitlines()]
+    assert saved == rows  # what training read, for reruns and demonstrations
+    off = prepare(load_config(config, ["data.label_examples=false"]), load_tokenizer(cfg.model, cfg.base_dir))
+    assert len(off["train"].rows) == 2 * 4 and "label_examples" not in off.report  # the fingerprint saw the change

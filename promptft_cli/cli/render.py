@@ -27,6 +27,8 @@ def data_report(report: dict[str, Any]) -> None:
         else:
             table.add_row(name, str(s["rows"]), ", ".join(f"{k} {v}" for k, v in s["labels"].items()), *cells)
     console.print(table)
+    if report.get("label_examples"):
+        console.print(f"train: {report['label_examples']} label descriptions added as examples (data.label_examples)", style="dim")
     dropped = {n: {k: v for k, v in d.items() if isinstance(v, int) and v} for n, d in report.get("dropped", {}).items()}
     notes = [f"{n}: dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in d.items()) for n, d in dropped.items() if d]
     for note in notes:

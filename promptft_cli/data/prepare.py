@@ -20,7 +20,7 @@ from promptft_cli.data.reading import (
 )
 from promptft_cli.progress import track
 from promptft_cli.prompting.encoding import TemplateEncoder
-from promptft_cli.prompting.templates import Template, template_for
+from promptft_cli.prompting.templates import Template, label_words, template_for
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -49,6 +49,8 @@ def prepare(cfg: Config, tokenizer: "PreTrainedTokenizerBase", *, force: bool = 
         data = load_generation_splits(cfg.data, cfg.path, cfg.train.seed)
     else:
         data = load_splits(cfg.data, cfg.path, cfg.train.seed)
+        if cfg.data.label_examples:
+            add_label_examples(data, cfg.prompt.verbalizer)
     if cfg.task == "generation":
         report = _generation_report(cfg, data, template, tokenizer)
     else:
@@ -62,6 +64,18 @@ def prepare(cfg: Config, tokenizer: "PreTrainedTokenizerBase", *, force: bool = 
         runs.write_jsonl_atomic(run_dir / runs.DATA / f"{name}.jsonl", data[name].rows)
     runs.write_json_atomic(run_dir / runs.REPORT, data.report)
     return data
+
+
+def add_label_examples(data: PreparedData, verbalizer) -> None:
+    """data.label_examples: each label description becomes a train row of its label, after any few-shot sample.
+
+    A description is labelled text the user already wrote; in the train split it also moves the label's
+    vector towards it. The data report counts the rows added.
+    """
+    words = label_words(verbalizer, data.labels)
+    added = [{data.columns[0]: word, "label": label} for label, phrases in words.items() for word in phrases]
+    data["train"].rows = data["train"].rows + added
+    data.report["label_examples"] = len(added)
 
 
 def _report(data: PreparedData, encoder: TemplateEncoder, max_length: int) -> dict[str, Any]:

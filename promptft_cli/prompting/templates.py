@@ -213,13 +213,13 @@ def build_verbalizer(
     mapping: Mapping[str, str | Sequence[str]], labels: Sequence[str], tokenizer, *, leading_space: bool = False
 ) -> Verbalizer:
     """Tokenize each label's words; `leading_space` for byte-level BPE, where the word follows a space."""
-    words = _label_words(mapping, labels)
+    words = label_words(mapping, labels)
     token_ids: dict[str, tuple[tuple[int, ...], ...]] = {}
     warnings: list[str] = []
     owner: dict[tuple[int, ...], str] = {}  # two labels sharing a word could never be told apart
-    for label, label_words in words.items():
+    for label, phrases in words.items():
         per_word = []
-        for word in label_words:
+        for word in phrases:
             ids = tuple(tokenizer((" " if leading_space else "") + word, add_special_tokens=False)["input_ids"])
             if not ids:
                 raise PromptftError(f"label '{label}': '{word}' becomes no tokens", field=VERBALIZER_FIELD)
@@ -234,7 +234,8 @@ def build_verbalizer(
     return Verbalizer(tuple(words), words, token_ids, tuple(warnings))
 
 
-def _label_words(mapping: Mapping[str, str | Sequence[str]], labels: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def label_words(mapping: Mapping[str, str | Sequence[str]], labels: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each label's words, stripped and deduplicated; a missing, unknown or empty entry is an error naming the verbalizer."""
     given = {str(key): value for key, value in mapping.items()}  # YAML reads `1: good` with an int key
     missing = [label for label in labels if label not in given]
     unknown = [key for key in given if key not in labels]
