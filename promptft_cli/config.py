@@ -28,7 +28,7 @@ from promptft_cli.tasks.base import TASKS
 # naming `method: full` yourself gets them too (the generic defaults lose 1.5 points there: docs/few-shot.md).
 RECIPE_METHOD = "full"
 RECIPE_TRAIN = {"lr": 5.0e-5, "warmup_ratio": 0.1}
-RECIPE_PATIENCE = 10  # evaluations: with 10 epochs the best epoch is kept, training never stops early
+RECIPE_STOPPING = {"patience": 10}  # evaluations: with 10 epochs the best epoch is kept, training never stops early
 
 
 class Section(BaseModel):
@@ -364,14 +364,8 @@ class Config(Section):
             self.model_fields_set.add("method")
         if self.method.name != RECIPE_METHOD:
             return self
-        for key, value in RECIPE_TRAIN.items():
-            if key not in self.train.model_fields_set:
-                object.__setattr__(self.train, key, value)
-                self.train.model_fields_set.add(key)
-        stopping = self.train.early_stopping
-        if "patience" not in stopping.model_fields_set:
-            object.__setattr__(stopping, "patience", RECIPE_PATIENCE)
-            stopping.model_fields_set.add("patience")
+        _fill_unset(self.train, RECIPE_TRAIN)
+        _fill_unset(self.train.early_stopping, RECIPE_STOPPING)
         return self
 
     @model_validator(mode="after")
@@ -385,7 +379,7 @@ class Config(Section):
     def _label_examples_have_descriptions(self) -> "Config":
         if not self.data.label_examples:
             return self
-        if self.task != "classification" or not self.prompt.verbalizer:
+        if not self.prompt.verbalizer:  # generation has none (_fits_the_task refuses one there)
             raise PromptftError("data.label_examples adds the phrases of prompt.verbalizer to train: set "
                                 "prompt.verbalizer (classification)", field="data.label_examples")
         if len(self.data.columns) != 1:
@@ -487,6 +481,14 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[keys[-1]] = _override_value(value)
 
 
+def _fill_unset(section: BaseModel, values: dict[str, Any]) -> None:
+    """Set the fields the config left unset, without re-validation (a validator of Config is running)."""
+    for key, value in values.items():
+        if key not in section.model_fields_set:
+            object.__setattr__(section, key, value)
+            section.model_fields_set.add(key)
+
+
 def _override_value(value: str) -> Any:
     """A YAML scalar, or a flow list/mapping written with brackets; any other text is the string itself.
 
@@ -494,17 +496,15 @@ def _override_value(value: str) -> Any:
     (`init_text=Classify this headline: ...`), and `{text}` alone is a YAML set (a mapping to nulls):
     no field takes either, while a string field takes the text.
     """
-    if not value.strip():
+    text = value.strip()
+    if not text:
         return ""
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return value
-    if isinstance(parsed, (dict, list)) and not value.strip().startswith(("{", "[")):
-        return value
-    if isinstance(parsed, dict) and ":" not in value:
-        return value
-    return parsed
+    bracketed = text.startswith("[") or (text.startswith("{") and ":" in text)
+    return value if isinstance(parsed, (dict, list)) and not bracketed else parsed
 
 
 def validate_config(raw: dict[str, Any], source: Path | None = None) -> Config:

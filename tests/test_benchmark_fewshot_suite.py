@@ -65,3 +65,18 @@ def test_benchmarks_table_pairs_both_recipes_with_setfit():
     header, _, row = suite.table(suite.summarize(cells), cells).splitlines()
     assert header.endswith("| recipe − setfit, paired | recipe_supervised − setfit, paired |")
     assert row.endswith("| +2.0 ± 0.0 (ahead on 1/1) | -3.0 ± 0.0 (ahead on 0/1) |")
+
+
+def test_the_suites_recipe_is_what_label_descriptions_alone_get():
+    """The figures README calls "the recipe" must be what a user's config gets by default, not a private variant."""
+    from promptft_cli.config import validate_config
+    from promptft_cli.prompting.templates import parse_template, template_for
+
+    recipe = _suite().recipe("snips")
+    cfg = validate_config({"data": {"train": "x.csv"}, "prompt": {"verbalizer": recipe["prompt"]["verbalizer"]}})
+    wanted = {k: v for k, v in recipe["train"].items() if k not in ("self_training", "early_stopping", "eval_batch_size")}
+    assert cfg.method.name == recipe["method"]["name"]
+    assert {k: getattr(cfg.train, k) for k in wanted} == wanted
+    assert cfg.train.early_stopping.patience == recipe["train"]["early_stopping"]["patience"]
+    assert template_for(cfg) == parse_template(recipe["prompt"]["template"])  # no template given: the text itself
+    assert (cfg.prompt.resolved_head, cfg.prompt.combine) == ("verbalizer", recipe["prompt"]["combine"])
